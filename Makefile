@@ -1,0 +1,41 @@
+# Set-up and the two commands the README promises: `make test` and `make demo`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# qemu runs the arm64 binaries here; the cross compiler serves --cgo builds and their tests.
+APT_PACKAGES := qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+PYTEST_ARGS ?=
+
+.PHONY: setup system-deps test lint demo bench clean
+
+setup: system-deps $(VENV)/.installed
+
+# Installs only what is missing, and only as root; otherwise it says what to install.
+system-deps:
+	@command -v go >/dev/null || { echo "go is not on PATH: install Go 1.22 or newer" >&2; exit 1; }
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "missing Debian packages:$$missing; run: sudo apt-get install$$missing" >&2; exit 1; fi; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: setup lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(PY) -m go_arm_lambda.demo
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf .go-arm-lambda $(VENV) .pytest_cache

@@ -1,0 +1,334 @@
+"""All inputs in one typed object.
+
+Three sources, one table: CLI flags beat `INPUT_*` variables (GitHub Actions), which beat the config file
+(`go-arm-lambda.toml` in the source directory, or `--config`), which beats the defaults in `FIELDS`. Under
+Actions, action.yml defaults never reach `docker run`, so the defaults here are the only ones that count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from go_arm_lambda import limits
+from go_arm_lambda.errors import UsageError
+
+MODES = ("layer", "bootstrap")
+RUNTIMES = ("provided.al2023", "provided.al2")
+COMMENT_POLICIES = ("auto", "always", "never")
+CONFIG_FILE_NAME = "go-arm-lambda.toml"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One Lambda function and the Go main package that becomes it."""
+
+    name: str  # function name, or full/partial ARN
+    package: str  # Go package path relative to the source directory, e.g. ./cmd/orders
+
+    @property
+    def short_name(self) -> str:
+        """The bare function name, also for an ARN (`arn:...:function:NAME[:QUALIFIER]`)."""
+        if self.name.startswith("arn:"):
+            return self.name.split(":")[6]
+        return self.name
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path = Path(".")
+    config_file: Path | None = None
+    functions: tuple[FunctionSpec, ...] = ()
+    out: Path = Path(".go-arm-lambda/dist")
+    mode: str = "layer"
+    runtime: str = "provided.al2023"
+    tags: tuple[str, ...] = ()
+    ldflags: str = ""
+    goarm64: str = "v8.0"
+    cgo: bool = False
+    go: str = "go"
+    verify: bool = True
+    allow_custom_runtime_client: bool = False
+    smoke: bool = True
+    smoke_event: str = "{}"
+    smoke_timeout: float = 10.0
+    regions: tuple[str, ...] = ()
+    layer_name: str = "go-arm-lambda-bootstrap"
+    layer_permissions: tuple[str, ...] = ()
+    publish: bool = False
+    alias: str | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str = "go-arm-lambda/"
+    endpoint_url: str | None = None
+    dry_run: bool = False
+    report: Path | None = None
+    concurrency: int = 8
+    github_token: str | None = field(default=None, repr=False)
+    comment: str = "auto"
+    comment_id: str = "default"
+    pr_number: int | None = None
+    json: bool = False
+    debug: bool = False
+
+    @property
+    def layer_mode(self) -> bool:
+        return self.mode == "layer"
+
+
+# --- converters: each takes the raw value and a description of where it came from -------------------------
+
+def _split_list(raw: Any, where: str) -> tuple[str, ...]:
+    if isinstance(raw, list | tuple):
+        items = [str(x) for x in raw]
+    elif isinstance(raw, str):
+        # Action inputs are single strings; people write lists one per line or comma separated.
+        items = re.split(r"[,\n]", raw)
+    else:
+        raise UsageError(f"{where} must be a list of strings, not {raw!r}", "write it as a list or one per line")
+    return tuple(s.strip() for s in items if s.strip())
+
+
+def _bool(raw: Any, where: str) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off", ""):
+        return False
+    raise UsageError(f"{where}={raw!r} is not a boolean", "use true or false")
+
+
+def _int(raw: Any, where: str) -> int:
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise UsageError(f"{where}={raw!r} is not a whole number", "give a number such as 8") from None
+    if value < 1:
+        raise UsageError(f"{where}={value} must be at least 1", "give a positive number")
+    return value
+
+
+def _float(raw: Any, where: str) -> float:
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise UsageError(f"{where}={raw!r} is not a number", "give seconds, such as 10") from None
+    if not value > 0:
+        raise UsageError(f"{where}={value:g} must be more than 0", "give seconds, such as 10")
+    return value
+
+
+def _text(raw: Any, where: str) -> str:
+    return str(raw).strip()
+
+
+def _optional_text(raw: Any, where: str) -> str | None:
+    return str(raw).strip() or None
+
+
+def _path(raw: Any, where: str) -> Path:
+    return Path(str(raw).strip())
+
+
+def _optional_path(raw: Any, where: str) -> Path | None:
+    return Path(str(raw).strip()) if str(raw).strip() else None
+
+
+def _optional_int(raw: Any, where: str) -> int | None:
+    return _int(raw, where) if str(raw).strip() else None
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
+    def convert(raw: Any, where: str) -> str:
+        value = str(raw).strip()
+        if value not in choices:
+            raise UsageError(f"{where}={value!r} is not one of {', '.join(choices)}", f"use one of {', '.join(choices)}")
+        return value
+    return convert
+
+
+def _goarm64(raw: Any, where: str) -> str:
+    value = str(raw).strip()
+    try:
+        limits.check_goarm64(value)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc.what}", exc.fix) from None
+    return value
+
+
+def parse_function(text: str, where: str) -> FunctionSpec:
+    name, sep, package = text.partition("=")
+    name, package = name.strip(), package.strip()
+    if not sep or not name or not package:
+        raise UsageError(f"{where}: {text!r} is not NAME=PACKAGE",
+                         "write each function as NAME=PACKAGE, e.g. orders-api=./cmd/orders")
+    return FunctionSpec(name, package)
+
+
+def _functions(raw: Any, where: str) -> tuple[FunctionSpec, ...]:
+    if isinstance(raw, Mapping):  # [functions] table in the config file: name = "package"
+        return tuple(parse_function(f"{k}={v}", where) for k, v in raw.items())
+    return tuple(parse_function(item, where) for item in _split_list(raw, where))
+
+
+@dataclass(frozen=True)
+class _Field:
+    convert: Callable[[Any, str], Any]
+    flag: str  # the CLI spelling; the action input and config key are the same words in kebab-case
+
+
+def _f(convert: Callable[[Any, str], Any], flag: str) -> _Field:
+    return _Field(convert, flag)
+
+
+FIELDS: dict[str, _Field] = {
+    "source": _f(_path, "source"),
+    "config_file": _f(_optional_path, "config"),
+    "functions": _f(_functions, "functions"),
+    "out": _f(_path, "out"),
+    "mode": _f(_choice(MODES), "mode"),
+    "runtime": _f(_choice(RUNTIMES), "runtime"),
+    "tags": _f(_split_list, "tags"),
+    "ldflags": _f(_text, "ldflags"),
+    "goarm64": _f(_goarm64, "goarm64"),
+    "cgo": _f(_bool, "cgo"),
+    "go": _f(_text, "go"),
+    "verify": _f(_bool, "verify"),
+    "allow_custom_runtime_client": _f(_bool, "allow-custom-runtime-client"),
+    "smoke": _f(_bool, "smoke"),
+    "smoke_event": _f(_text, "smoke-event"),
+    "smoke_timeout": _f(_float, "smoke-timeout"),
+    "regions": _f(_split_list, "regions"),
+    "layer_name": _f(_text, "layer-name"),
+    "layer_permissions": _f(_split_list, "layer-permissions"),
+    "publish": _f(_bool, "publish"),
+    "alias": _f(_optional_text, "alias"),
+    "s3_bucket": _f(_optional_text, "s3-bucket"),
+    "s3_prefix": _f(_text, "s3-prefix"),
+    "endpoint_url": _f(_optional_text, "endpoint-url"),
+    "dry_run": _f(_bool, "dry-run"),
+    "report": _f(_optional_path, "report"),
+    "concurrency": _f(_int, "concurrency"),
+    "github_token": _f(_optional_text, "github-token"),
+    "comment": _f(_choice(COMMENT_POLICIES), "comment"),
+    "comment_id": _f(_text, "comment-id"),
+    "pr_number": _f(_optional_int, "pr-number"),
+    "json": _f(_bool, "json"),
+    "debug": _f(_bool, "debug"),
+}
+
+# Action inputs whose names differ from the CLI flag, because the Action reads better with them.
+ACTION_INPUT_ALIASES = {
+    "working-directory": "source",
+    "build-tags": "tags",
+    "publish-version": "publish",
+    "config": "config_file",
+}
+
+
+def _action_input(env: Mapping[str, str], name: str) -> str | None:
+    # Runners keep hyphens (INPUT_GITHUB-TOKEN); shells and docker run can only set underscores.
+    for key in (f"INPUT_{name.upper()}", f"INPUT_{name.upper().replace('-', '_')}"):
+        if key in env:
+            return env[key]
+    return None
+
+
+def from_action_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """Raw values from INPUT_* variables. An empty input means 'not given', as Actions sends unset inputs."""
+    raw: dict[str, Any] = {}
+    names = {f.flag: key for key, f in FIELDS.items()} | ACTION_INPUT_ALIASES
+    for input_name, key in names.items():
+        value = _action_input(env, input_name)
+        if value is not None and value.strip() != "":
+            raw[key] = (value, f"input {input_name}")
+    return raw
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Raw values from a TOML file. Keys are the flag names (kebab-case); snake_case is accepted too."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist", "create it or fix --config") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"config file {path} is not valid TOML ({exc})", "fix the syntax at that place") from None
+    by_flag = {f.flag: key for key, f in FIELDS.items()} | ACTION_INPUT_ALIASES
+    raw: dict[str, Any] = {}
+    for k, v in data.items():
+        key = by_flag.get(k) or by_flag.get(k.replace("_", "-"))
+        if key is None or key == "config_file":
+            known = ", ".join(sorted(f.flag for f in FIELDS.values() if f.flag != "config"))
+            raise UsageError(f"config file {path}: unknown key {k!r}", f"use one of: {known}")
+        raw[key] = (v, f"{path}: {k}")
+    return raw
+
+
+def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+         *, use_action_inputs: bool | None = None) -> Config:
+    """Merge the three sources over the defaults and convert every value, or raise UsageError.
+
+    `cli` holds only the flags the user actually gave (argparse with SUPPRESS defaults), keyed by field name.
+    """
+    env = os.environ if env is None else env
+    if use_action_inputs is None:
+        use_action_inputs = env.get("GITHUB_ACTIONS") == "true"
+    cli_raw = {k: (v, f"--{FIELDS[k].flag}") for k, v in (cli or {}).items() if v is not None}
+    action_raw = from_action_env(env) if use_action_inputs else {}
+
+    def given(key: str) -> Any:
+        for layer in (cli_raw, action_raw):
+            if key in layer:
+                return FIELDS[key].convert(*layer[key])
+        return None
+
+    source = given("source") or Config.source
+    config_file = given("config_file")
+    file_raw: dict[str, Any] = {}
+    if config_file is not None:
+        file_raw = read_config_file(config_file if config_file.is_absolute() else source / config_file)
+    elif (source / CONFIG_FILE_NAME).is_file():
+        config_file = source / CONFIG_FILE_NAME
+        file_raw = read_config_file(config_file)
+
+    values: dict[str, Any] = {}
+    for layer in (file_raw, action_raw, cli_raw):
+        for key, (raw, where) in layer.items():
+            values[key] = FIELDS[key].convert(raw, where)
+    values["source"] = source
+    values["config_file"] = config_file
+    cfg = Config(**values)
+    _check_together(cfg)
+    return cfg
+
+
+def _check_together(cfg: Config) -> None:
+    """Rules that involve more than one input, checked before any work starts."""
+    seen: dict[str, str] = {}
+    for spec in cfg.functions:
+        limits.check_function_name(spec.name)
+        if spec.short_name in seen:
+            raise UsageError(f"function {spec.short_name!r} is listed twice", "list each function once")
+        seen[spec.short_name] = spec.package
+    for region in cfg.regions:
+        limits.check_region(region)
+    limits.check_layer_name(cfg.layer_name)
+    if cfg.alias is not None:
+        limits.check_alias(cfg.alias)
+        if not cfg.publish:
+            raise UsageError(f"--alias {cfg.alias} needs a version to point at", "add --publish")
+    for principal in cfg.layer_permissions:
+        limits.check_layer_principal(principal)
+    if cfg.s3_bucket is not None:
+        limits.check_bucket_name(cfg.s3_bucket)
+
+
+def replace(cfg: Config, **changes: Any) -> Config:
+    return dataclasses.replace(cfg, **changes)

@@ -1,0 +1,77 @@
+"""Every error a user can see. Each says what went wrong and what to do about it.
+
+Modules raise these; only the CLI turns them into exit codes, `::error` annotations and summary lines,
+so the wording lives with the code that knows the cause and the presentation lives in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the job ran and something failed: a build, a check, a smoke invocation, a deploy
+EXIT_USAGE = 2  # the input was wrong; nothing was done
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where in the user's files a problem is, for `::error file=...,line=...` annotations."""
+
+    file: str
+    line: int | None = None
+    col: int | None = None
+
+
+class UserError(Exception):
+    """An error with a cause the user can act on. `str()` is the one line we print."""
+
+    exit_code = EXIT_FAILED
+    title = "go-arm-lambda"
+
+    def __init__(self, what: str, fix: str = "", *, locations: list[Location] | None = None,
+                 details: str = "") -> None:
+        self.what = what.rstrip(".")
+        self.fix = fix
+        self.locations = locations or []
+        # Multi-line material shown after the one line (e.g. compiler output); never needed to understand it.
+        self.details = details
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.what}. {self.fix}" if self.fix else f"{self.what}."
+
+
+class UsageError(UserError):
+    """Bad input: flags, config, names, ARNs. Raised before anything is built or written."""
+
+    exit_code = EXIT_USAGE
+    title = "invalid input"
+
+
+class ToolchainError(UserError):
+    title = "toolchain"
+
+
+class BuildError(UserError):
+    title = "go build failed"
+
+
+class PackageError(UserError):
+    title = "package"
+
+
+class VerifyError(UserError):
+    title = "verify failed"
+
+
+class SmokeError(UserError):
+    title = "smoke invocation failed"
+
+
+class AwsError(UserError):
+    title = "AWS"
+
+
+class GitHubError(UserError):
+    title = "GitHub"
+

@@ -1,0 +1,129 @@
+"""Lambda's limits and name rules, as the real API enforces them.
+
+moto and botocore check none of these, so a typo would sail through tests and fail half-way through a real
+deploy. Everything here is pure, and config/plan call it before the first write.
+"""
+
+from __future__ import annotations
+
+import re
+
+from go_arm_lambda.errors import UsageError
+
+MAX_ZIP_IN_REQUEST = 50 * 1024 * 1024  # bytes; larger zips must go through S3
+MAX_UNZIPPED = 262_144_000  # function plus all its layers, unzipped
+MAX_LAYERS = 5
+
+RUNTIME_GLIBC = {"provided.al2023": (2, 34), "provided.al2": (2, 26)}
+MIGRATE_FROM_RUNTIMES = ("go1.x", "provided.al2")
+
+# Graviton2 (Neoverse-N1) is armv8.2-a and Lambda may still schedule arm64 functions on it.
+GOARM64_CEILING = (8, 2)
+_GOARM64 = re.compile(r"^v(8\.[0-9]|9\.[0-5])(,(lse|crypto))*$")
+
+_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$")
+_FUNCTION_ARN = re.compile(
+    r"^arn:(aws[a-zA-Z-]*):lambda:([a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}):(\d{12}):function:"
+    r"([a-zA-Z0-9_-]+)(?::(\$LATEST|[a-zA-Z0-9_-]+))?$")
+_LAYER_ARN = re.compile(
+    r"^arn:(aws[a-zA-Z-]*):lambda:([a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}):(\d{12}):layer:"
+    r"([a-zA-Z0-9_-]+)(?::(\d+))?$")
+_ACCOUNT = re.compile(r"^\d{12}$")
+_ORG = re.compile(r"^o-[a-z0-9]{10,32}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def goarm64_level(value: str) -> tuple[int, int]:
+    """`v8.2,lse` -> (8, 2). The caller has checked the syntax."""
+    major, minor = value.split(",")[0][1:].split(".")
+    return int(major), int(minor)
+
+
+def check_goarm64(value: str) -> None:
+    if not _GOARM64.match(value):
+        raise UsageError(f"GOARM64 {value!r} is not a valid level",
+                         "use v8.0 to v8.2, optionally with ,lse or ,crypto (e.g. v8.2,crypto)")
+    if goarm64_level(value) > GOARM64_CEILING:
+        raise UsageError(
+            f"GOARM64 {value} is above v8.2: Lambda may run arm64 functions on Graviton2, which would die with SIGILL",
+            "use v8.2 or lower (v8.0 is the default)")
+
+
+def check_region(region: str) -> None:
+    if not _REGION.match(region):
+        raise UsageError(f"region {region!r} is not an AWS region name", "use a name such as eu-west-1")
+
+
+def parse_function_arn(arn: str) -> tuple[str, str, str, str | None] | None:
+    """(region, account, name, qualifier) of a function ARN, or None if it is not one."""
+    m = _FUNCTION_ARN.match(arn)
+    return (m.group(2), m.group(3), m.group(4), m.group(5)) if m else None
+
+
+def check_function_name(name: str) -> None:
+    if name.startswith("arn:"):
+        parsed = parse_function_arn(name)
+        if parsed is None or len(name) > 140:
+            raise UsageError(f"function ARN {name!r} is not valid",
+                             "use arn:aws:lambda:REGION:ACCOUNT:function:NAME, or the bare function name")
+        if len(parsed[2]) > 64:
+            raise UsageError(f"function name {parsed[2]!r} is longer than 64 characters", "use the real name")
+        return
+    if not _NAME.match(name) or len(name) > 64:
+        raise UsageError(f"function name {name!r} is not valid",
+                         "use 1-64 letters, digits, hyphens or underscores, or a function ARN")
+
+
+def check_function_arn_target(name: str, region: str, account: str | None) -> None:
+    """An ARN names its region and account; deploying it elsewhere would update some other function."""
+    parsed = parse_function_arn(name) if name.startswith("arn:") else None
+    if parsed is None:
+        return
+    arn_region, arn_account, _, _ = parsed
+    if arn_region != region:
+        raise UsageError(f"function {name} is in {arn_region}, but the deploy targets {region}",
+                         f"deploy it with --region {arn_region}, or name the function without an ARN")
+    if account is not None and arn_account != account:
+        raise UsageError(f"function {name} belongs to account {arn_account}, but the credentials are for {account}",
+                         "use credentials for that account, or fix the ARN")
+
+
+def check_layer_name(name: str) -> None:
+    if name.startswith("arn:"):
+        if not _LAYER_ARN.match(name) or len(name) > 140:
+            raise UsageError(f"layer ARN {name!r} is not valid",
+                             "use arn:aws:lambda:REGION:ACCOUNT:layer:NAME, or a bare layer name")
+        return
+    if not _NAME.match(name) or len(name) > 140:
+        raise UsageError(f"layer name {name!r} is not valid", "use 1-140 letters, digits, hyphens or underscores")
+
+
+def is_layer_arn_of(arn: str, layer_name: str) -> bool:
+    """True for any version of the named layer (our own layer, to be replaced on update)."""
+    m = _LAYER_ARN.match(arn)
+    return bool(m) and m.group(4) == layer_name
+
+
+def check_alias(alias: str) -> None:
+    if not _NAME.match(alias) or alias.isdigit() or len(alias) > 128:
+        raise UsageError(f"alias {alias!r} is not valid",
+                         "use 1-128 letters, digits, hyphens or underscores, not all digits (e.g. live)")
+
+
+def check_layer_principal(principal: str) -> None:
+    """`*`, a 12-digit account, an account root ARN, or `org:o-xxxxxxxxxx` (shared with `*` and the org)."""
+    if principal == "*" or _ACCOUNT.match(principal):
+        return
+    if re.match(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:root$", principal):
+        return
+    if principal.startswith("org:") and _ORG.match(principal[4:]):
+        return
+    raise UsageError(f"layer permission {principal!r} is not valid",
+                     "use a 12-digit account id, an account root ARN, * for public, or org:o-xxxxxxxxxx")
+
+
+def check_bucket_name(bucket: str) -> None:
+    if not _BUCKET.match(bucket) or ".." in bucket:
+        raise UsageError(f"S3 bucket name {bucket!r} is not valid",
+                         "use 3-63 lowercase letters, digits, dots or hyphens")

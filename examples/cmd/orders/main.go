@@ -1,0 +1,52 @@
+// Command orders totals an order; it rejects an empty one with a function
+// error, so the examples cover both a response and an error.
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+
+	"example.com/go-arm-lambda-examples/internal/greet"
+)
+
+type item struct {
+	SKU      string `json:"sku"`
+	Quantity int    `json:"quantity"`
+	Cents    int64  `json:"cents"`
+}
+
+type order struct {
+	Customer string `json:"customer"`
+	Items    []item `json:"items"`
+}
+
+type receipt struct {
+	Greeting   string `json:"greeting"`
+	TotalCents int64  `json:"total_cents"`
+	Items      int    `json:"items"`
+	RequestID  string `json:"request_id"`
+}
+
+var errEmptyOrder = errors.New("order has no items")
+
+func handle(ctx context.Context, o order) (receipt, error) {
+	if len(o.Items) == 0 {
+		return receipt{}, errEmptyOrder
+	}
+	r := receipt{Greeting: greet.Message(o.Customer)}
+	for _, it := range o.Items {
+		r.TotalCents += int64(it.Quantity) * it.Cents
+		r.Items += it.Quantity
+	}
+	if lc, ok := lambdacontext.FromContext(ctx); ok {
+		r.RequestID = lc.AwsRequestID
+	}
+	return r, nil
+}
+
+func main() {
+	lambda.Start(handle)
+}
