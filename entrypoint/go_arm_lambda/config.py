@@ -149,7 +149,8 @@ def _choice(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
     def convert(raw: Any, where: str) -> str:
         value = str(raw).strip()
         if value not in choices:
-            raise UsageError(f"{where}={value!r} is not one of {', '.join(choices)}", f"use one of {', '.join(choices)}")
+            listed = ", ".join(choices)
+            raise UsageError(f"{where}={value!r} is not one of {listed}", f"use one of {listed}")
         return value
     return convert
 
@@ -181,17 +182,22 @@ def _functions(raw: Any, where: str) -> tuple[FunctionSpec, ...]:
 @dataclass(frozen=True)
 class _Field:
     convert: Callable[[Any, str], Any]
-    flag: str  # the CLI spelling; the action input and config key are the same words in kebab-case
+    flag: str  # the action input and config key; also the CLI flag unless `cli` says otherwise
+    cli: str = ""  # repeatable CLI flags are singular: --function, --region, --layer-permission
+
+    @property
+    def cli_flag(self) -> str:
+        return f"--{self.cli or self.flag}"
 
 
-def _f(convert: Callable[[Any, str], Any], flag: str) -> _Field:
-    return _Field(convert, flag)
+def _f(convert: Callable[[Any, str], Any], flag: str, cli: str = "") -> _Field:
+    return _Field(convert, flag, cli)
 
 
 FIELDS: dict[str, _Field] = {
     "source": _f(_path, "source"),
     "config_file": _f(_optional_path, "config"),
-    "functions": _f(_functions, "functions"),
+    "functions": _f(_functions, "functions", "function"),
     "out": _f(_path, "out"),
     "mode": _f(_choice(MODES), "mode"),
     "runtime": _f(_choice(RUNTIMES), "runtime"),
@@ -205,9 +211,9 @@ FIELDS: dict[str, _Field] = {
     "smoke": _f(_bool, "smoke"),
     "smoke_event": _f(_text, "smoke-event"),
     "smoke_timeout": _f(_float, "smoke-timeout"),
-    "regions": _f(_split_list, "regions"),
+    "regions": _f(_split_list, "regions", "region"),
     "layer_name": _f(_text, "layer-name"),
-    "layer_permissions": _f(_split_list, "layer-permissions"),
+    "layer_permissions": _f(_split_list, "layer-permissions", "layer-permission"),
     "publish": _f(_bool, "publish"),
     "alias": _f(_optional_text, "alias"),
     "s3_bucket": _f(_optional_text, "s3-bucket"),
@@ -280,7 +286,7 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
     env = os.environ if env is None else env
     if use_action_inputs is None:
         use_action_inputs = env.get("GITHUB_ACTIONS") == "true"
-    cli_raw = {k: (v, f"--{FIELDS[k].flag}") for k, v in (cli or {}).items() if v is not None}
+    cli_raw = {k: (v, FIELDS[k].cli_flag) for k, v in (cli or {}).items() if v is not None}
     action_raw = from_action_env(env) if use_action_inputs else {}
 
     def given(key: str) -> Any:

@@ -1,0 +1,88 @@
+"""The Go toolchain and the aarch64 C cross compiler: found, versioned, and checked against what modules need."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from go_arm_lambda import proc
+from go_arm_lambda.errors import ToolchainError
+
+# GOARM64 arrived in Go 1.23; older toolchains would silently ignore it and build v8.0.
+MIN_GO = (1, 23)
+CROSS_CC = "aarch64-linux-gnu-gcc"
+CROSS_CC_PACKAGES = "gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
+
+_GO_LINE = re.compile(r"^go\s+(\d+)\.(\d+)(?:\.(\d+))?\s*(?://.*)?$", re.MULTILINE)
+_GOVERSION = re.compile(r"go(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+@dataclass(frozen=True)
+class GoToolchain:
+    path: str
+    version: tuple[int, int, int]
+
+    @property
+    def version_text(self) -> str:
+        return "go" + ".".join(map(str, self.version))
+
+
+def _parse_version(m: re.Match[str]) -> tuple[int, int, int]:
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def find_go(go: str = "go") -> GoToolchain:
+    path = shutil.which(go)
+    if path is None:
+        raise ToolchainError(f"Go toolchain {go!r} not found",
+                             f"install Go {MIN_GO[0]}.{MIN_GO[1]} or newer, or pass --go /path/to/go")
+    # GOTOOLCHAIN=local: we want the version of this binary, not of one it might download.
+    done = proc.run([path, "env", "GOVERSION"], env=proc.merged_env({"GOTOOLCHAIN": "local"}), timeout=60)
+    m = _GOVERSION.match(done.stdout.strip())
+    if not done.ok or m is None:
+        raise ToolchainError(f"{path} did not report its version ({(done.stderr or done.stdout).strip()[:200]})",
+                             "check that it is a working Go installation")
+    version = _parse_version(m)
+    if version[:2] < MIN_GO:
+        raise ToolchainError(f"{path} is go{'.'.join(map(str, version))}, older than go{MIN_GO[0]}.{MIN_GO[1]}",
+                             f"install Go {MIN_GO[0]}.{MIN_GO[1]} or newer (needed for GOARM64)")
+    return GoToolchain(path, version)
+
+
+def module_go_version(go_mod: Path) -> tuple[int, int, int] | None:
+    m = _GO_LINE.search(go_mod.read_text(encoding="utf-8", errors="replace"))
+    return _parse_version(m) if m else None
+
+
+def check_module(toolchain: GoToolchain, go_mod: Path) -> None:
+    """A module whose `go` line is newer than the toolchain cannot build; say so instead of letting go try."""
+    needed = module_go_version(go_mod)
+    if needed is None or needed <= toolchain.version:
+        return
+    if os.environ.get("GOTOOLCHAIN", "").startswith(("auto", "go1", "path")):
+        return  # the user asked go to fetch or pick the right toolchain itself
+    need = ".".join(map(str, needed))
+    raise ToolchainError(f"{go_mod} needs go {need}, but {toolchain.path} is {toolchain.version_text}",
+                         f"install Go {need} or newer, pass --go, or set GOTOOLCHAIN=auto to let go download it")
+
+
+def build_env(toolchain: GoToolchain, *, goarm64: str, cgo: bool) -> dict[str, str]:
+    """The environment of every build: linux/arm64, no surprise toolchain downloads, cgo only when asked."""
+    overrides = {"GOOS": "linux", "GOARCH": "arm64", "GOARM64": goarm64, "CGO_ENABLED": "1" if cgo else "0"}
+    if "GOTOOLCHAIN" not in os.environ:
+        overrides["GOTOOLCHAIN"] = "local"
+    if cgo:
+        overrides["CC"] = find_cross_cc()
+    return proc.merged_env(overrides)
+
+
+def find_cross_cc() -> str:
+    path = shutil.which(CROSS_CC)
+    if path is None:
+        raise ToolchainError(f"--cgo needs an aarch64 C cross compiler, and {CROSS_CC} is not installed",
+                             f"install it (Debian/Ubuntu: apt-get install {CROSS_CC_PACKAGES}) or drop --cgo")
+    return path
+
