@@ -1,0 +1,468 @@
+"""smoke: the Runtime API emulator over real HTTP, and real arm64 builds run through the real layer bootstrap
+and qemu, from zips written by go_arm_lambda.package."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import FUNCTIONS_MODULE, ROOT, GoBuilder, require_tool
+from go_arm_lambda import package
+from go_arm_lambda.errors import ToolchainError, UsageError
+from go_arm_lambda.smoke import (
+    API_PREFIX,
+    RuntimeApiEmulator,
+    SmokeResult,
+    extract_zip,
+    find_qemu,
+    format_result,
+    load_event,
+    smoke,
+)
+
+# ---------------------------------------------------------------------------------------------- emulator
+
+
+@pytest.fixture
+def api() -> Iterator[RuntimeApiEmulator]:
+    with RuntimeApiEmulator(b'{"hello": "world"}', function_name="orders", region="eu-west-1",
+                            timeout=7) as emulator:
+        yield emulator
+
+
+def url(api: RuntimeApiEmulator, path: str) -> str:
+    return f"http://{api.address}{API_PREFIX}{path}"
+
+
+def post(api: RuntimeApiEmulator, path: str, body: bytes, headers: dict[str, str] | None = None) -> int:
+    req = urllib.request.Request(url(api, path), data=body, method="POST", headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_next_serves_the_event_with_lambda_headers(api: RuntimeApiEmulator) -> None:
+    before_ms = time.time() * 1000
+    with urllib.request.urlopen(url(api, "invocation/next"), timeout=5) as resp:
+        body, headers, status = resp.read(), resp.headers, resp.status
+    assert status == 200
+    assert body == b'{"hello": "world"}'
+    assert str(uuid.UUID(headers["Lambda-Runtime-Aws-Request-Id"])) == api.request_id
+    deadline = int(headers["Lambda-Runtime-Deadline-Ms"])
+    assert before_ms + 6000 < deadline < time.time() * 1000 + 7000
+    arn = headers["Lambda-Runtime-Invoked-Function-Arn"]
+    assert arn == "arn:aws:lambda:eu-west-1:000000000000:function:orders"
+    assert headers["Lambda-Runtime-Trace-Id"].startswith("Root=1-")
+    assert api.address.startswith("127.0.0.1:")
+
+
+def test_response_gets_202_and_is_recorded(api: RuntimeApiEmulator) -> None:
+    assert post(api, f"invocation/{api.request_id}/response", b'{"total": 3}') == 202
+    outcome = api.state.outcome
+    assert outcome is not None
+    assert (outcome.kind, json.loads(outcome.body)) == ("response", {"total": 3})
+
+
+def test_error_gets_202_and_its_payload_is_parsed(api: RuntimeApiEmulator) -> None:
+    payload = {"errorMessage": "order has no items", "stackTrace": ["main.go:40"]}
+    status = post(api, f"invocation/{api.request_id}/error", json.dumps(payload).encode(),
+                  {"Lambda-Runtime-Function-Error-Type": "Function.EmptyOrder"})
+    assert status == 202
+    outcome = api.state.outcome
+    assert outcome is not None and outcome.kind == "error"
+    assert outcome.error_payload() == {**payload, "errorType": "Function.EmptyOrder"}
+
+
+def test_init_error_gets_202_and_is_recorded(api: RuntimeApiEmulator) -> None:
+    assert post(api, "init/error", b'{"errorMessage": "no table", "errorType": "Config"}') == 202
+    assert api.state.init_error is not None
+    assert api.state.init_error.error_payload()["errorMessage"] == "no table"
+    assert api.state.outcome is None
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "invocation/elsewhere"),
+    ("GET", "../../etc/passwd"),
+    ("POST", "invocation/not-the-request-id/response"),
+    ("POST", "invocation/next"),
+])
+def test_unknown_routes_are_404(api: RuntimeApiEmulator, method: str, path: str) -> None:
+    conn = http.client.HTTPConnection(*api.address.split(":"), timeout=5)
+    conn.request(method, API_PREFIX + path, body=b"{}" if method == "POST" else None)
+    assert conn.getresponse().status == 404
+    conn.close()
+    assert api.state.outcome is None and not api.state.served
+
+
+def test_chunked_response_with_error_trailers_is_an_error(api: RuntimeApiEmulator) -> None:
+    """aws-lambda-go always posts chunked and reports a failed streamed response in HTTP trailers."""
+    error = json.dumps({"errorMessage": "stream broke", "errorType": "ReadError"}).encode()
+    raw = (f"POST {API_PREFIX}invocation/{api.request_id}/response HTTP/1.1\r\n"
+           f"Host: {api.address}\r\nTransfer-Encoding: chunked\r\n"
+           "Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n\r\n"
+           "5\r\npart-\r\n4\r\nial!\r\n0\r\n"
+           "Lambda-Runtime-Function-Error-Type: ReadError\r\n"
+           f"Lambda-Runtime-Function-Error-Body: {base64.b64encode(error).decode()}\r\n\r\n").encode()
+    host, port = api.address.split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(raw)
+        assert sock.recv(100).startswith(b"HTTP/1.1 202")
+    outcome = api.state.outcome
+    assert outcome is not None and outcome.kind == "error"
+    assert outcome.error_payload() == {"errorMessage": "stream broke", "errorType": "ReadError"}
+
+
+def test_chunked_plain_response_is_reassembled(api: RuntimeApiEmulator) -> None:
+    conn = http.client.HTTPConnection(*api.address.split(":"), timeout=5)
+    conn.request("POST", f"{API_PREFIX}invocation/{api.request_id}/response",
+                 body=iter([b'{"a":', b' 1}']), encode_chunked=True)
+    assert conn.getresponse().status == 202
+    conn.close()
+    assert api.state.outcome is not None and json.loads(api.state.outcome.body) == {"a": 1}
+
+
+def test_second_next_blocks_until_stop_and_stop_does_not_hang() -> None:
+    emulator = RuntimeApiEmulator(b"{}").__enter__()
+    with urllib.request.urlopen(url(emulator, "invocation/next"), timeout=5) as resp:
+        assert resp.status == 200
+    blocked: list[object] = []
+
+    def second_next() -> None:
+        try:
+            urllib.request.urlopen(url(emulator, "invocation/next"), timeout=10).read()
+            blocked.append("answered")
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            blocked.append(exc)
+
+    t = threading.Thread(target=second_next, daemon=True)
+    t.start()
+    time.sleep(0.3)
+    assert t.is_alive() and not blocked, "a second /next must wait, like a frozen sandbox"
+    started = time.monotonic()
+    emulator.stop()
+    t.join(timeout=3)
+    assert time.monotonic() - started < 2
+    assert not t.is_alive() and blocked and blocked[0] != "answered"
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def test_load_event_inline_and_file(tmp_path: Path) -> None:
+    assert load_event('{"name": "Ada"}') == b'{"name": "Ada"}'
+    event = tmp_path / "event.json"
+    event.write_text('{"items": [1, 2]}')
+    assert load_event(f"@{event}") == b'{"items": [1, 2]}'
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("{name: Ada}", "--event is not valid JSON"),
+    ("@/nonexistent/event.json", "cannot read event file '/nonexistent/event.json'"),
+])
+def test_load_event_rejects_bad_input(text: str, says: str) -> None:
+    with pytest.raises(UsageError, match="^" + says) as info:
+        load_event(text)
+    assert info.value.exit_code == 2 and "--event" in info.value.fix
+
+
+def test_load_event_rejects_a_file_that_is_not_json(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b"\xff\xfe not json")
+    with pytest.raises(UsageError, match=f"event file '{bad}' is not valid JSON"):
+        load_event(f"@{bad}")
+
+
+def test_inputs_are_checked_before_anything_runs(tmp_path: Path, answer_zip: Path) -> None:
+    not_zip = tmp_path / "f.zip"
+    not_zip.write_text("hello")
+    cases = [
+        (dict(function_zip=tmp_path / "no.zip", handler="x"), "function zip '.*no.zip' does not exist"),
+        (dict(function_zip=not_zip, handler="x"), "function zip '.*f.zip' is not a zip file"),
+        (dict(function_zip=answer_zip, handler="x", layer_zip=not_zip), "layer zip '.*' is not a zip file"),
+        (dict(function_zip=answer_zip, handler="../answer"), "handler '../answer' is not a plain file name"),
+        (dict(function_zip=answer_zip, handler="answer", event=b"{"), "the event is not valid JSON"),
+        (dict(function_zip=answer_zip, handler="answer", timeout=0), "timeout 0 s is not positive"),
+    ]
+    for kwargs, says in cases:
+        with pytest.raises(UsageError, match=says):
+            smoke(**kwargs)  # type: ignore[arg-type]
+
+
+def test_damaged_zip_is_a_usage_error(tmp_path: Path) -> None:
+    zpath = write_zip(tmp_path / "f.zip", [("answer", b"A" * 4096, 0o100755)])
+    data = bytearray(zpath.read_bytes())
+    data[data.index(b"AAAA")] = ord("B")  # stored uncompressed: the CRC no longer matches
+    zpath.write_bytes(bytes(data))
+    with pytest.raises(UsageError, match=f"'{zpath}' is damaged"):
+        smoke(zpath, "answer")
+
+
+def test_missing_qemu_is_a_clear_toolchain_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolchainError, match="qemu-aarch64-static is not installed") as info:
+        find_qemu()
+    assert "qemu-user-static" in info.value.fix
+
+
+def write_zip(path: Path, entries: list[tuple[str, bytes, int]]) -> Path:
+    """A zip as another tool would write it: names, bytes and unix modes exactly as given."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data, mode in entries:
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3
+            info.external_attr = mode << 16
+            zf.writestr(info, data)
+    return path
+
+
+def test_extract_restores_modes_and_links(tmp_path: Path) -> None:
+    zpath = write_zip(tmp_path / "f.zip", [("bin/run", b"#!/bin/sh\n", 0o100755),
+                                           ("data.txt", b"x", 0o100600), ("run", b"bin/run", 0o120777)])
+    extract_zip(zpath, tmp_path / "out")
+    assert (tmp_path / "out/bin/run").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "out/data.txt").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "out/run").readlink() == Path("bin/run")
+
+
+@pytest.mark.parametrize(("entries", "says"), [
+    ([("../evil", b"x", 0o100644)], "unsafe name '../evil'"),
+    ([("/etc/evil", b"x", 0o100644)], "unsafe name '/etc/evil'"),
+    ([("a/../../evil", b"x", 0o100644)], "unsafe name"),
+    ([("up", b"../..", 0o120777)], "symlink 'up' -> '../..' outside it"),
+    ([("abs", b"/etc", 0o120777)], "symlink 'abs' -> '/etc' outside it"),
+    ([("a", b"b/..", 0o120777), ("b", b".", 0o120777), ("a/evil", b"x", 0o100644)],
+     "writes 'a/evil' through a link outside"),
+    ([("up", b"sub", 0o120777), ("up", b"..", 0o120777)], "holds 'up' twice"),
+])
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+def test_extract_refuses_names_outside_the_root(tmp_path: Path, entries: list[tuple[str, bytes, int]],
+                                                 says: str) -> None:
+    zpath = write_zip(tmp_path / "f.zip", entries)
+    with pytest.raises(UsageError, match=says):
+        extract_zip(zpath, tmp_path / "out")
+    assert not (tmp_path / "evil").exists()
+
+
+# ---------------------------------------------------------------------------------------------- real runs
+
+
+@pytest.fixture(scope="session")
+def qemu() -> str:
+    return require_tool("qemu-aarch64-static")
+
+
+@pytest.fixture(scope="session")
+def zips(tmp_path_factory: pytest.TempPathFactory, fixture_bins: Path, qemu: str) -> Path:
+    return tmp_path_factory.mktemp("smoke-zips")
+
+
+def function_zip(zips: Path, binary: Path, handler: str | None = None) -> Path:
+    handler = handler or binary.name
+    out = zips / f"{binary.parent.name}-{binary.name}-{handler}.zip"
+    if not out.exists():
+        package.package_function(binary, handler, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def layer_zip(zips: Path) -> Path:
+    return package.package_layer(zips / "layer.zip").path
+
+
+@pytest.fixture(scope="session")
+def answer_zip(zips: Path, fixture_bins: Path) -> Path:
+    return function_zip(zips, fixture_bins / "answer")
+
+
+def run_fixture(zips: Path, fixture_bins: Path, layer_zip: Path, name: str, **kwargs: object) -> SmokeResult:
+    started = time.monotonic()
+    result = smoke(function_zip(zips, fixture_bins / name), name, layer_zip=layer_zip, **kwargs)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 8, "a smoke run must stay bounded"
+    return result
+
+
+def test_answer_echoes_event_and_request_id(zips: Path, fixture_bins: Path, layer_zip: Path) -> None:
+    result = run_fixture(zips, fixture_bins, layer_zip, "answer", event=b'{"order": 42}',
+                         function_name="orders", region="eu-central-1")
+    assert result.ok and result.error is None, result
+    assert result.response["event"] == {"order": 42}
+    assert uuid.UUID(result.response["request_id"])  # it read the Lambda-Runtime-Aws-Request-Id header
+    assert result.response["arn"] == "arn:aws:lambda:eu-central-1:000000000000:function:orders"
+    assert 0 < result.duration_ms < 5000
+    assert result.to_json() == {"ok": True, "response": result.response, "error": None,
+                                "duration_ms": result.duration_ms, "stderr_tail": result.stderr_tail}
+    assert format_result(result).startswith(f"smoke ok in {result.duration_ms} ms\nresponse:\n{{")
+
+
+def test_function_error_is_reported(zips: Path, fixture_bins: Path, layer_zip: Path) -> None:
+    result = run_fixture(zips, fixture_bins, layer_zip, "fail")
+    assert not result.ok and result.response is None
+    assert result.error == "Handler returned an error: errorString: order 42 was rejected"
+    assert "order 42 was rejected" in result.stderr_tail  # aws-lambda-go logs the error too
+    assert format_result(result).startswith("smoke failed after ")
+
+
+def test_panic_is_reported_with_its_message(zips: Path, fixture_bins: Path, layer_zip: Path) -> None:
+    result = run_fixture(zips, fixture_bins, layer_zip, "panic")
+    assert not result.ok
+    assert result.error == "Handler returned an error: string: nil map in handler"
+
+
+def test_exit_during_init_reports_status_and_stderr(zips: Path, fixture_bins: Path, layer_zip: Path) -> None:
+    result = run_fixture(zips, fixture_bins, layer_zip, "initexit")
+    assert not result.ok
+    assert result.error == "function exited with status 3 during init: fatal: TABLE_NAME is not set"
+    assert result.stderr_tail == "fatal: TABLE_NAME is not set\n"
+    assert "fatal: TABLE_NAME is not set" in format_result(result).split("stderr (last lines):")[1]
+
+
+def test_function_environment_reaches_the_function(zips: Path, fixture_bins: Path, layer_zip: Path) -> None:
+    result = run_fixture(zips, fixture_bins, layer_zip, "initexit", env={"TABLE_NAME": "orders"})
+    assert result.ok, result
+
+
+def test_function_that_never_calls_lambda_start(zips: Path, fixture_bins: Path, layer_zip: Path) -> None:
+    result = run_fixture(zips, fixture_bins, layer_zip, "nolambda")
+    assert result.error == ("function exited with status 0 during init (it never asked for an event: "
+                            "does main call lambda.Start?): I am not a Lambda function")
+
+
+def test_missing_handler_shows_the_bootstrap_message(zips: Path, layer_zip: Path, answer_zip: Path) -> None:
+    result = smoke(answer_zip, "orders", layer_zip=layer_zip)
+    assert not result.ok
+    assert result.error is not None and result.error.startswith("function exited with status 13 during init: "
+                                                                'bootstrap: handler "orders" not found')
+    assert "contains: answer" in result.error
+    assert result.stderr_tail.startswith('bootstrap: handler "orders" not found')
+
+
+def test_timeout_stops_the_function(zips: Path, fixture_bins: Path, layer_zip: Path) -> None:
+    started = time.monotonic()
+    result = run_fixture(zips, fixture_bins, layer_zip, "slow", timeout=2)
+    assert (result.ok, result.error) == (False, "no response within 2 s")
+    assert 2000 <= result.duration_ms < 3000
+    assert time.monotonic() - started < 4.5  # SIGTERM took it down; no wait for the 10-minute sleep
+
+
+def test_bootstrap_mode_runs_the_zips_own_bootstrap(zips: Path, fixture_bins: Path) -> None:
+    zpath = function_zip(zips, fixture_bins / "answer", "bootstrap")
+    result = smoke(zpath, "bootstrap", event=b'[1, 2]')
+    assert result.ok, result
+    assert result.response["event"] == [1, 2]
+
+
+def test_bootstrap_mode_without_a_bootstrap(answer_zip: Path, qemu: str) -> None:
+    result = smoke(answer_zip, "answer")
+    assert not result.ok
+    assert result.error is not None
+    assert result.error.startswith("Couldn't find valid bootstrap(s) in the function zip")
+
+
+def test_envdump_sees_the_lambda_environment(zips: Path, fixture_bins: Path, layer_zip: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOST_SECRET", "must-not-leak")
+    result = run_fixture(zips, fixture_bins, layer_zip, "envdump", function_name="orders", region="eu-west-1",
+                         memory_mb=512)
+    assert result.ok, result
+    env, args = result.response["env"], result.response["args"]
+    task_root = env["LAMBDA_TASK_ROOT"]
+    assert args == [f"{task_root}/envdump"]  # the bootstrap exec'd the handler from the task root
+    assert {k: env.get(k) for k in ("_HANDLER", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION",
+                                    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_REGION", "AWS_DEFAULT_REGION",
+                                    "AWS_LAMBDA_LOG_GROUP_NAME", "TZ")} == {
+        "_HANDLER": "envdump", "AWS_LAMBDA_FUNCTION_NAME": "orders", "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512", "AWS_REGION": "eu-west-1",
+        "AWS_DEFAULT_REGION": "eu-west-1", "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/orders", "TZ": ":UTC"}
+    assert env["AWS_LAMBDA_RUNTIME_API"].startswith("127.0.0.1:")
+    assert env["AWS_LAMBDA_LOG_STREAM_NAME"] and env["AWS_EXECUTION_ENV"] and env["LAMBDA_RUNTIME_DIR"]
+    assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"] and env["AWS_SESSION_TOKEN"]
+    assert any(p.endswith("/opt/lib") for p in env["LD_LIBRARY_PATH"].split(":"))
+    assert "HOST_SECRET" not in env and "HOME" not in env
+    assert env["_X_AMZN_TRACE_ID"].startswith("Root=1-")  # aws-lambda-go copied the trace header
+
+
+def test_script_bootstrap_reporting_an_init_error(tmp_path: Path, qemu: str) -> None:
+    """A bootstrap of one's own (here a Python script) runs directly, and its init/error shows up."""
+    script = (f"#!{sys.executable}\n"
+              "import os, sys, urllib.request\n"
+              "url = f\"http://{os.environ['AWS_LAMBDA_RUNTIME_API']}/2018-06-01/runtime/init/error\"\n"
+              "body = b'{\"errorMessage\": \"no table\", \"errorType\": \"Runtime.Config\"}'\n"
+              "urllib.request.urlopen(urllib.request.Request(url, data=body, method='POST'))\n"
+              "print('giving up', file=sys.stderr)\n"
+              "sys.exit(4)\n").encode()
+    zpath = write_zip(tmp_path / "f.zip", [("bootstrap", script, 0o100755)])
+    result = smoke(zpath, "bootstrap")
+    assert result.error == ("function exited with status 4 during init after reporting an init error "
+                            "(Runtime.Config: no table): giving up")
+
+
+@pytest.mark.parametrize("layered", [True, False], ids=["layer", "bootstrap-mode"])
+def test_lost_exec_bit_fails_clearly(tmp_path: Path, fixture_bins: Path, layer_zip: Path, qemu: str,
+                                     layered: bool) -> None:
+    handler = "answer" if layered else "bootstrap"
+    zpath = write_zip(tmp_path / "f.zip", [(handler, (fixture_bins / "answer").read_bytes(), 0o100644)])
+    result = smoke(zpath, handler, layer_zip=layer_zip if layered else None)
+    assert not result.ok and result.error is not None
+    if layered:
+        assert result.error.startswith("function exited with status 15 during init: "
+                                       'bootstrap: handler "answer" is not executable')
+    else:
+        assert result.error.startswith("function exited with status 126 during init: ")
+        assert result.error.endswith("/bootstrap: Permission denied (the file has no exec bit)")
+
+
+def test_layer_bootstrap_without_exec_bit(tmp_path: Path, answer_zip: Path, qemu: str) -> None:
+    bad_layer = write_zip(tmp_path / "layer.zip",
+                          [("bootstrap", (ROOT / "layer" / "bootstrap").read_bytes(), 0o100644)])
+    result = smoke(answer_zip, "answer", layer_zip=bad_layer)
+    assert not result.ok and result.error is not None
+    assert result.error.startswith("cannot start ") and "/opt/bootstrap: Permission denied" in result.error
+
+
+def test_amd64_binary_fails_clearly(tmp_path: Path, gobuild: GoBuilder, layer_zip: Path, qemu: str) -> None:
+    """verify stops these in the pipeline; on its own, smoke must still fail fast and say why."""
+    amd64 = gobuild.build(FUNCTIONS_MODULE, ["./cmd/answer"], goarch="amd64") / "answer"
+    started = time.monotonic()
+    result = smoke(function_zip(tmp_path, amd64), "answer", layer_zip=layer_zip)
+    assert time.monotonic() - started < 5
+    assert not result.ok and result.error is not None
+    assert result.error.startswith("function exited with status 255 during init: ")
+    assert result.error.endswith("/answer: Invalid ELF image for this architecture")
+
+
+def test_cli_exit_codes_and_json(zips: Path, fixture_bins: Path, layer_zip: Path, answer_zip: Path) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "go_arm_lambda", "smoke", *args], capture_output=True,
+                              text=True, timeout=30, check=False, cwd=ROOT)
+
+    ok = cli("--zip", str(answer_zip), "--handler", "answer", "--layer", str(layer_zip),
+             "--event", '{"a": 1}', "--json")
+    assert ok.returncode == 0, ok.stderr
+    doc = json.loads(ok.stdout)
+    assert set(doc) == {"ok", "response", "error", "duration_ms", "stderr_tail"}
+    assert doc["ok"] is True and doc["response"]["event"] == {"a": 1}
+
+    failed = cli("--zip", str(function_zip(zips, fixture_bins / "fail")), "--handler", "fail",
+                 "--layer", str(layer_zip))
+    assert failed.returncode == 1
+    assert "Handler returned an error: errorString: order 42 was rejected" in failed.stdout
+
+    usage = cli("--zip", str(answer_zip), "--handler", "answer", "--event", "{nope")
+    assert usage.returncode == 2
+    assert "--event is not valid JSON" in usage.stderr + usage.stdout
