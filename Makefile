@@ -32,7 +32,7 @@ test: setup lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) -m go_arm_lambda.demo
+	$(PY) examples/demo.py
 
 bench: setup
 	$(PY) bench/run.py

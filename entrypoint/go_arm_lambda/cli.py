@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from go_arm_lambda import __version__, actions, config, pipeline
-from go_arm_lambda.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, UserError
+from go_arm_lambda.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UserError
 
+PR_EVENTS = ("pull_request", "pull_request_target")
 S = argparse.SUPPRESS  # only flags the user gave reach config.load, so lower layers (INPUT_*, file) still count
 
 
@@ -197,19 +198,119 @@ def cmd_layer_package(args: argparse.Namespace) -> int:
 
 
 def cmd_layer_upload(args: argparse.Namespace) -> int:
-    raise UsageError("layer upload is not wired yet", "")
+    from go_arm_lambda import aws, limits, package
+
+    limits.check_bucket_name(args.bucket)
+    limits.check_region(args.region)
+    artifact = package.package_layer(Path(".go-arm-lambda") / "layer.zip")
+    target = aws.upload_layer(args.bucket, args.key, artifact.path, args.region, args.endpoint_url)
+    doc = {"bucket": target.bucket, "key": target.key, "sha256": artifact.sha256, "size": artifact.size}
+    if getattr(args, "json", False):
+        _print_json(doc)
+    else:
+        print(f"uploaded the layer ({artifact.size:,} B, sha256 {artifact.sha256[:12]}) to {target}; deploy "
+              f"layer/template.yaml with ContentS3Bucket={target.bucket} ContentS3Key={target.key}")
+    return EXIT_OK
+
+
+def _emit(cfg: config.Config, report_doc: dict[str, Any]) -> None:
+    from go_arm_lambda import report
+
+    if cfg.report:
+        pipeline.write_report(cfg.report, report_doc)
+    if cfg.json:
+        _print_json(report_doc)
+    else:
+        print(report.text_table(report_doc))
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    raise UsageError("deploy is not wired yet", "")
+    cfg = config.load(_given(args))
+    report_doc, ok = pipeline.run_job(cfg, _stage, deploy=True)
+    _emit(cfg, report_doc)
+    for line in report_doc["errors"]:
+        print(f"error: {line}", file=sys.stderr)
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def cmd_action(args: argparse.Namespace) -> int:
-    raise UsageError("action is not wired yet", "")
+    """The Action: inputs from INPUT_*, the job, then the report file, outputs, job summary and PR comment.
+
+    Whatever fails, the report, summary and comment still say what happened; then the error is raised
+    for main() to present (annotation and exit code).
+    """
+    from go_arm_lambda import report
+
+    env = os.environ
+    cfg = config.load({}, use_action_inputs=True)
+    actions.mask(cfg.github_token)
+    os.environ.update(actions.prepare_container(env, cfg.source.resolve()))
+    workspace = Path(env.get("GITHUB_WORKSPACE") or ".")
+    report_path = cfg.report or workspace / ".go-arm-lambda" / "report.json"
+    failure: UserError | None = None
+    try:
+        # Regions given: build and deploy. None: build, verify, smoke and package only (a pull request check).
+        report_doc, ok = pipeline.run_job(cfg, _stage, deploy=bool(cfg.regions))
+    except UserError as err:
+        failure, ok = err, False
+        report_doc = pipeline.job_report(cfg, None, None, errors=[str(err)])
+    pipeline.write_report(report_path, report_doc)
+    shown_path = actions.relative_to_workspace(report_path)
+    actions.set_outputs(report.action_outputs(report_doc, shown_path))
+    actions.append_summary(report.summary_markdown(report_doc))
+    _comment(cfg, report_doc)
+    for path in (workspace / ".go-arm-lambda", cfg.out, report_path):
+        actions.chown_like_workspace(path)
+    if failure is not None:
+        raise failure
+    for line in report_doc["errors"]:
+        actions.annotate("error", line, title="deploy failed")
+    print(report.text_table(report_doc))
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _comment(cfg: config.Config, report_doc: dict[str, Any]) -> None:
+    """The sticky PR comment. Never fails the job: the deploy's result stands, a warning says why not."""
+    from go_arm_lambda import ghclient, report
+    from go_arm_lambda.errors import GitHubError
+
+    env = os.environ
+    event_name, event_path = env.get("GITHUB_EVENT_NAME"), env.get("GITHUB_EVENT_PATH")
+    if cfg.comment == "never" or (cfg.comment == "auto" and event_name not in PR_EVENTS and cfg.pr_number is None):
+        return
+    try:
+        pr = ghclient.pr_number_from_event(event_path, cfg.pr_number)
+        if pr is None:
+            actions.annotate("warning", "comment: always, but this run has no pull request; "
+                             "set pr-number or run on pull_request events", title="no PR comment")
+            return
+        if not cfg.github_token or not env.get("GITHUB_REPOSITORY"):
+            actions.annotate("warning", "no github-token or GITHUB_REPOSITORY, so no PR comment was written; "
+                             "the job summary has the report", title="no PR comment")
+            return
+        server, repo, run = env.get("GITHUB_SERVER_URL"), env["GITHUB_REPOSITORY"], env.get("GITHUB_RUN_ID")
+        run_url = f"{server}/{repo}/actions/runs/{run}" if server and run else None
+        body = report.comment_body(report_doc, cfg.comment_id, report_doc.get("commit"), run_url)
+        result = ghclient.upsert_comment(cfg.github_token, env.get("GITHUB_API_URL"), repo, pr, cfg.comment_id,
+                                         body, fork=ghclient.is_fork_pr(event_path, event_name))
+    except GitHubError as err:
+        actions.annotate("warning", str(err), title=err.title)
+        return
+    if result.warning:
+        actions.annotate("warning", result.warning, title="no PR comment")
+    elif result.url:
+        print(f"PR comment {result.action}: {result.url}", file=sys.stderr)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    raise UsageError("doctor is not wired yet", "")
+    from go_arm_lambda import doctor
+
+    checks = doctor.run_doctor()
+    if getattr(args, "json", False):
+        print(doctor.checks_to_json(checks))
+    else:
+        print(doctor.format_checks(checks), end="")
+    return EXIT_OK if doctor.all_ok(checks) else EXIT_FAILED
 
 
 # --- errors ------------------------------------------------------------------------------------------------

@@ -6,16 +6,20 @@ The CLI and the Action both run this; it raises UserError subclasses and leaves 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import functools
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from go_arm_lambda import __version__, build, package, smoke, verify
+from go_arm_lambda import __version__, build, package, proc, smoke, verify
 from go_arm_lambda.config import Config
-from go_arm_lambda.errors import SmokeError, VerifyError
+from go_arm_lambda.errors import SmokeError, UsageError, UserError, VerifyError
 
 Stage = Callable[[str], AbstractContextManager[object]]
 
@@ -118,5 +122,96 @@ def run_smoke(cfg: Config, functions: list[FunctionArtifacts], layer: package.Ar
                                            for x in failed if x.smoke))
 
 
-def tool_version() -> str:
-    return __version__
+@functools.cache
+def git_commit(source: Path) -> str | None:
+    """The commit being deployed: GITHUB_SHA under Actions, else the source checkout's HEAD, else unknown."""
+    sha = os.environ.get("GITHUB_SHA")
+    if sha:
+        return sha
+    try:
+        done = proc.run(["git", "rev-parse", "HEAD"], cwd=source, timeout=10)
+    except UserError:  # no git: the commit is only informative
+        return None
+    return done.stdout.strip() if done.ok else None
+
+
+def _function_fields(cfg: Config, f: FunctionArtifacts) -> dict[str, Any]:
+    """What the build knows about a function, for the report's function entries."""
+    return {"name": f.built.spec.name, "package": f.built.spec.package, "handler": f.built.handler,
+            "zip_size": f.zip.size, "sha256": f.zip.sha256, "code_sha256": f.zip.code_sha256,
+            "architecture": "arm64", "runtime": cfg.runtime, "verify": f.verify_status, "smoke": f.smoke_status}
+
+
+def job_report(cfg: Config, output: BuildOutput | None, deployed: dict[str, Any] | None,
+               errors: Sequence[str] = ()) -> dict[str, Any]:
+    """The job report (ARCHITECTURE.md): the deploy's result with what the build knows merged in.
+
+    Without a deploy (build only, or a failure before it) the functions carry the build's fields alone.
+    """
+    built = {f.built.spec.name: _function_fields(cfg, f) for f in output.functions} if output else {}
+    layer = None
+    if cfg.layer_mode:
+        layer = {"name": cfg.layer_name, "arns": {}, "published": {}}
+        if deployed and deployed.get("layer"):
+            layer |= deployed["layer"]
+        if output and output.layer:
+            layer["sha256"] = output.layer.sha256
+    if deployed:
+        functions = [built.get(f["name"], {}) | f for f in deployed["functions"]]
+    else:
+        functions = [b | {"status": "built", "changed": False, "changes": []} for b in built.values()]
+    return {
+        "tool_version": __version__, "dry_run": cfg.dry_run, "commit": git_commit(cfg.source),
+        "mode": cfg.mode, "runtime": cfg.runtime, "layer": layer, "functions": functions,
+        "plan": deployed["plan"] if deployed else [],
+        "mutating_calls": deployed["mutating_calls"] if deployed else 0,
+        "errors": [*(deployed["errors"] if deployed else []), *errors],
+    }
+
+
+def run_job(cfg: Config, stage: Stage = no_stage, *, deploy: bool) -> tuple[dict[str, Any], bool]:
+    """The whole job; returns the job report and whether everything succeeded."""
+    if deploy and not cfg.regions:  # before the build: nothing is worth building for a deploy that cannot start
+        raise UsageError("no region to deploy to", "give --region (or the regions input), e.g. eu-west-1")
+    output = build_and_package(cfg, stage)
+    if not deploy:
+        return job_report(cfg, output, None), True
+    return deploy_built(cfg, output, stage)
+
+
+def deploy_built(cfg: Config, output: BuildOutput, stage: Stage = no_stage) -> tuple[dict[str, Any], bool]:
+    """Plan against AWS, then execute (or only preview on --dry-run). Returns the job report and success."""
+    # Imported here so that build, verify and package never load boto3, not even through this module.
+    from go_arm_lambda import aws, execute, plan
+
+    session = aws.make_session(cfg.endpoint_url)
+    desired = plan.desired_state(
+        regions=cfg.regions, functions=[(f.built.spec, f.built.handler, f.zip) for f in output.functions],
+        layer_zip=output.layer, runtime=cfg.runtime, mode=cfg.mode, layer_name=cfg.layer_name,
+        layer_permissions=cfg.layer_permissions, tool_version=__version__, publish=cfg.publish, alias=cfg.alias,
+        s3_bucket=cfg.s3_bucket, s3_prefix=cfg.s3_prefix, commit=git_commit(cfg.source))
+    with stage("plan"):
+        the_plan = plan.make_plan(desired, {r: aws.LambdaView(session, r) for r in cfg.regions},
+                                  concurrency=cfg.concurrency)
+    if cfg.dry_run:
+        result = execute.preview(the_plan)
+    else:
+        with stage("deploy"):
+            result = execute.execute(the_plan, {r: aws.LambdaWriter(session, r) for r in cfg.regions},
+                                     cfg.concurrency)
+    return job_report(cfg, output, result.to_report()), result.ok
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """Atomically: a reader (the next step, actions/upload-artifact) never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

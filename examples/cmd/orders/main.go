@@ -1,5 +1,5 @@
-// Command orders totals an order; it rejects an empty one with a function
-// error, so the examples cover both a response and an error.
+// Command orders totals an order; it rejects a line with a quantity below one
+// with a function error, so the examples show both a response and an error.
 package main
 
 import (
@@ -30,14 +30,14 @@ type receipt struct {
 	RequestID  string `json:"request_id"`
 }
 
-var errEmptyOrder = errors.New("order has no items")
+var errBadQuantity = errors.New("every item needs a quantity of at least 1")
 
 func handle(ctx context.Context, o order) (receipt, error) {
-	if len(o.Items) == 0 {
-		return receipt{}, errEmptyOrder
-	}
 	r := receipt{Greeting: greet.Message(o.Customer)}
 	for _, it := range o.Items {
+		if it.Quantity < 1 {
+			return receipt{}, errBadQuantity
+		}
 		r.TotalCents += int64(it.Quantity) * it.Cents
 		r.Items += it.Quantity
 	}
