@@ -139,7 +139,9 @@ def test_compiler_errors_keep_file_and_line_and_exit_1(tmp_path: Path, capsys: p
         "cmd/api/main.go": "package main\n\nfunc main() {\n\tundefinedThing()\n}\n"})
     with pytest.raises(BuildError) as exc:
         build.build(_cfg(src, "api=./cmd/api"), tmp_path / "out")
-    assert exc.value.locations[0].file == "cmd/api/main.go" and exc.value.locations[0].line == 4
+    loc = exc.value.locations[0]
+    assert (loc.file, loc.line, loc.col) == (str(src.resolve() / "cmd/api/main.go"), 4, 2)
+    assert loc.message == "undefined: undefinedThing"
     code = cli.main(["build", "--source", str(src), "--function", "api=./cmd/api", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 1

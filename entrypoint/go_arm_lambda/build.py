@@ -127,18 +127,15 @@ def _check_clashes(targets: Sequence[_Target]) -> None:
                              "rename one directory; the directory name is the binary and Handler name")
 
 
-def _diagnostics(stderr: str, module_dir: Path, source: Path) -> list[Location]:
+def _diagnostics(stderr: str, module_dir: Path) -> list[Location]:
+    """The compiler's `file:line:col: message` lines, with paths made absolute (go prints them cwd-relative)."""
     locations = []
     for line in stderr.splitlines():
         m = _DIAGNOSTIC.match(line.strip())
-        if not m:
-            continue
-        path = (module_dir / m.group("file")).resolve()
-        try:
-            shown = path.relative_to(source).as_posix()
-        except ValueError:
-            shown = str(path)
-        locations.append(Location(shown, int(m.group("line")), int(m.group("col")) if m.group("col") else None))
+        if m:
+            col = int(m.group("col")) if m.group("col") else None
+            locations.append(Location(str((module_dir / m.group("file")).resolve()), int(m.group("line")), col,
+                                      m.group("msg")))
     return locations
 
 
@@ -168,7 +165,7 @@ def build(cfg: Config, out_dir: Path) -> list[BuiltFunction]:
     failed = {m: r for m, r in results.items() if not r.ok}
     if failed:
         source = cfg.source.resolve()
-        locations = [loc for m, r in failed.items() for loc in _diagnostics(r.stderr, m, source)]
+        locations = [loc for m, r in failed.items() for loc in _diagnostics(r.stderr, m)]
         names = ", ".join(_shown(m, source) for m in failed)
         raise BuildError(f"go build failed in {names}" + (f" ({len(locations)} errors)" if locations else ""),
                          "fix the compiler errors shown above",

@@ -321,8 +321,8 @@ def present_error(err: UserError) -> None:
     print(f"error: {err}", file=sys.stderr)
     if actions.in_actions(os.environ):
         for loc in err.locations:
-            actions.annotate("error", err.what, file=actions.relative_to_workspace(loc.file), line=loc.line,
-                             col=loc.col, title=err.title)
+            actions.annotate("error", loc.message or err.what, file=actions.relative_to_workspace(loc.file),
+                             line=loc.line, col=loc.col, title=err.title)
         actions.annotate("error", str(err), title=err.title)
         actions.append_summary(f"**{err.title}**: {err}\n")
 

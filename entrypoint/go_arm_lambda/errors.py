@@ -17,9 +17,10 @@ EXIT_USAGE = 2  # the input was wrong; nothing was done
 class Location:
     """Where in the user's files a problem is, for `::error file=...,line=...` annotations."""
 
-    file: str
+    file: str  # absolute, or relative to the current directory; the CLI makes it relative to the workspace
     line: int | None = None
     col: int | None = None
+    message: str = ""  # what the tool said about this place (e.g. the compiler's message)
 
 
 class UserError(Exception):

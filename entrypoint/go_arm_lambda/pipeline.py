@@ -37,11 +37,7 @@ class FunctionArtifacts:
 
     @property
     def verify_status(self) -> str:
-        if self.verdict is None:
-            return "skipped"
-        if not self.verdict.ok:
-            return "failed"
-        return "warnings" if self.verdict.findings else "ok"
+        return "skipped" if self.verdict is None else self.verdict.status
 
     @property
     def smoke_status(self) -> str:
@@ -84,8 +80,8 @@ def build_and_package(cfg: Config, stage: Stage = no_stage) -> BuildOutput:
             bad = [v for v in verdicts.values() if not v.ok]
             if bad:
                 first = next(f for f in bad[0].findings if f.severity == "error")
-                raise VerifyError(f"{len(bad)} binary(ies) failed verification; {bad[0].report.path.name}: "
-                                  f"{first.message}", "fix the findings above, or pass --no-verify to skip the checks",
+                raise VerifyError(f"{len(bad)} binary(ies) failed verification; {first.message}",
+                                  "fix the findings above, or pass --no-verify to skip the checks",
                                   details=verify.format_table(list(verdicts.values())))
 
     with stage("package"):
