@@ -1,0 +1,226 @@
+"""Zips of real arm64 fixture binaries and of the real bootstrap, opened and checked byte by byte."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import struct
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from go_arm_lambda.errors import PackageError
+from go_arm_lambda.limits import MAX_UNZIPPED, MAX_ZIP_IN_REQUEST
+from go_arm_lambda.package import (
+    Artifact,
+    bootstrap_script,
+    check_limits,
+    package_function,
+    package_layer,
+    write_zip,
+)
+
+EXEC_FILE_MODE = 0o100755
+
+
+def local_header_extra_lengths(zip_path: Path) -> list[int]:
+    """Extra-field length of each local file header (zipfile's ZipInfo.extra shows only the central one)."""
+    data = zip_path.read_bytes()
+    with zipfile.ZipFile(zip_path) as zf:
+        return [struct.unpack_from("<H", data, info.header_offset + 28)[0] for info in zf.infolist()]
+
+
+def assert_canonical(zip_path: Path, names: list[str]) -> None:
+    """Every property that makes the zip reproducible and keeps the exec bit on any unzip."""
+    with zipfile.ZipFile(zip_path) as zf:
+        infos = zf.infolist()
+        assert [i.filename for i in infos] == names  # sorted, and nothing else: no directory entries
+        for info in infos:
+            assert not info.is_dir()
+            assert info.date_time == (1980, 1, 1, 0, 0, 0)
+            assert info.create_system == 3
+            assert info.external_attr == EXEC_FILE_MODE << 16
+            assert info.compress_type == zipfile.ZIP_DEFLATED
+            assert (info.extra, info.comment) == (b"", b"")
+        assert zf.comment == b""
+        assert zf.testzip() is None
+    assert local_header_extra_lengths(zip_path) == [0] * len(names)
+
+
+def extract_like_lambda(zip_path: Path, dest: Path) -> None:
+    """zipfile ignores modes on extract; Lambda (like Info-ZIP unzip) applies the Unix mode it finds."""
+    with zipfile.ZipFile(zip_path) as zf:
+        for info in zf.infolist():
+            os.chmod(zf.extract(info, dest), (info.external_attr >> 16) & 0o7777)
+
+
+def test_function_zip_holds_the_binary_under_the_handler_name(fixture_bins: Path, tmp_path: Path) -> None:
+    binary = fixture_bins / "answer"
+    art = package_function(binary, "orders", tmp_path / "orders.zip")
+    assert art.path == tmp_path / "orders.zip"
+    assert_canonical(art.path, ["orders"])
+    with zipfile.ZipFile(art.path) as zf:
+        assert zf.read("orders") == binary.read_bytes()
+    zip_bytes = art.path.read_bytes()
+    assert (art.size, art.unzipped_size) == (len(zip_bytes), binary.stat().st_size)
+    assert art.sha256 == hashlib.sha256(zip_bytes).hexdigest()
+    assert art.code_sha256 == base64.b64encode(hashlib.sha256(zip_bytes).digest()).decode()
+    assert list(tmp_path.iterdir()) == [art.path]  # no temporary file left behind
+    assert art.path.stat().st_mode & 0o777 == 0o644
+
+
+def test_function_zip_is_byte_identical_whatever_the_source_files_mtime_mode_or_umask(
+        fixture_bins: Path, tmp_path: Path) -> None:
+    first = package_function(fixture_bins / "answer", "answer", tmp_path / "a" / "answer.zip")
+    again = package_function(fixture_bins / "answer", "answer", tmp_path / "b" / "answer.zip")
+    # A copy as a Windows checkout or another umask would leave it: not executable, another mtime.
+    copy = tmp_path / "copy" / "answer"
+    copy.parent.mkdir()
+    shutil.copyfile(fixture_bins / "answer", copy)
+    copy.chmod(0o600)
+    os.utime(copy, (1_000_000_000, 1_000_000_000))
+    old = os.umask(0o077)
+    try:
+        other = package_function(copy, "answer", tmp_path / "c" / "other-name.zip")
+    finally:
+        os.umask(old)
+    assert first.path.read_bytes() == again.path.read_bytes() == other.path.read_bytes()
+    assert first.sha256 == again.sha256 == other.sha256
+    assert_canonical(other.path, ["answer"])
+
+
+def test_different_binaries_give_different_zips(fixture_bins: Path, tmp_path: Path) -> None:
+    a = package_function(fixture_bins / "answer", "fn", tmp_path / "a.zip")
+    b = package_function(fixture_bins / "nolambda", "fn", tmp_path / "b.zip")
+    assert a.sha256 != b.sha256
+
+
+def test_rewriting_replaces_the_old_zip(fixture_bins: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fn.zip"
+    out.write_bytes(b"stale")
+    art = package_function(fixture_bins / "answer", "fn", out)
+    assert out.read_bytes()[:4] == b"PK\x03\x04"
+    assert art.size == out.stat().st_size
+
+
+def test_failed_write_keeps_the_old_zip_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    out = tmp_path / "fn.zip"
+    out.write_bytes(b"previous zip")
+    with pytest.raises(TypeError):
+        write_zip(out, {"a": b"fine", "b": 12345})  # type: ignore[dict-item]  # fails after "a" is written
+    assert out.read_bytes() == b"previous zip"
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_entries_are_sorted_without_directory_entries(tmp_path: Path) -> None:
+    art = write_zip(tmp_path / "multi.zip", {"zeta": b"z", "bin/orders": b"o", "alpha": b"a"})
+    assert_canonical(art.path, ["alpha", "bin/orders", "zeta"])
+    assert art.unzipped_size == 3
+
+
+def test_layer_zip_holds_the_real_bootstrap(tmp_path: Path) -> None:
+    source = (ROOT / "layer" / "bootstrap").read_bytes()
+    assert bootstrap_script() == source
+    layer = package_layer(tmp_path / "layer.zip")
+    assert_canonical(layer.path, ["bootstrap"])
+    with zipfile.ZipFile(layer.path) as zf:
+        assert zf.read("bootstrap") == source
+    assert layer.unzipped_size == len(source)
+    assert package_layer(tmp_path / "again.zip").path.read_bytes() == layer.path.read_bytes()
+
+
+def test_extracted_zips_run_the_function_through_the_layer(fixture_bins: Path, tmp_path: Path) -> None:
+    """What Lambda does: the layer lands in /opt, the function in the task root, modes from the zip."""
+    plain = tmp_path / "nolambda"
+    shutil.copyfile(fixture_bins / "nolambda", plain)
+    plain.chmod(0o644)  # the exec bit must come from the zip, not from the file we zipped
+    function = package_function(plain, "nolambda", tmp_path / "fn.zip")
+    layer = package_layer(tmp_path / "layer.zip")
+    task, opt = tmp_path / "task", tmp_path / "opt"
+    extract_like_lambda(function.path, task)
+    extract_like_lambda(layer.path, opt)
+    assert os.access(task / "nolambda", os.X_OK) and os.access(opt / "bootstrap", os.X_OK)
+    # The bootstrap's own missing-handler line proves the extracted script runs and sees the task root.
+    result = subprocess.run([opt / "bootstrap"], env={"_HANDLER": "missing", "LAMBDA_TASK_ROOT": str(task)},
+                            capture_output=True, text=True, timeout=10, check=False)
+    assert result.returncode == 13
+    assert result.stderr == f'bootstrap: handler "missing" not found: {task}/missing does not exist; ' \
+                            f"{task} contains: nolambda\n"
+
+
+def test_info_zip_unzip_keeps_the_exec_bit(fixture_bins: Path, tmp_path: Path) -> None:
+    """Info-ZIP's unzip is what most people (and most Lambda tooling) extract with; used when installed."""
+    function = package_function(fixture_bins / "answer", "answer", tmp_path / "fn.zip")
+    layer = package_layer(tmp_path / "layer.zip")
+    extractors = [("python", extract_like_lambda)]
+    unzip = shutil.which("unzip")
+    if unzip:
+        extractors.append(("unzip", lambda z, d: subprocess.run([unzip, "-q", z, "-d", d], check=True)))
+    for label, extract in extractors:
+        dest = tmp_path / label
+        extract(function.path, dest)
+        extract(layer.path, dest)
+        assert sorted(p.name for p in dest.iterdir()) == ["answer", "bootstrap"]
+        for name in ("answer", "bootstrap"):
+            assert (dest / name).stat().st_mode & 0o777 == 0o755, (label, name)
+
+
+def test_symlinked_binary_is_refused(fixture_bins: Path, tmp_path: Path) -> None:
+    link = tmp_path / "answer"
+    link.symlink_to(fixture_bins / "answer")
+    with pytest.raises(PackageError) as err:
+        package_function(link, "answer", tmp_path / "out" / "answer.zip")
+    assert str(err.value) == (f"binary {link} is a symlink: go-arm-lambda never puts symlinks in a zip. "
+                              f"point at the real file ({fixture_bins / 'answer'})")
+    assert not (tmp_path / "out" / "answer.zip").exists()
+
+
+def test_missing_binary(tmp_path: Path) -> None:
+    with pytest.raises(PackageError, match=r"^binary .*/nothere does not exist\. build it first"):
+        package_function(tmp_path / "nothere", "nothere", tmp_path / "x.zip")
+
+
+def test_directory_is_not_a_binary(tmp_path: Path) -> None:
+    with pytest.raises(PackageError, match=r"^binary .* is not a regular file\. point at the built exec"):
+        package_function(tmp_path, "x", tmp_path / "x.zip")
+
+
+@pytest.mark.parametrize("handler", ["", "/orders", "../orders", "a/../b", "bin/", "a//b", "bin\\orders"])
+def test_handler_names_the_bootstrap_would_refuse(fixture_bins: Path, tmp_path: Path, handler: str) -> None:
+    with pytest.raises(PackageError) as err:
+        package_function(fixture_bins / "answer", handler, tmp_path / "x.zip")
+    assert str(err.value) == (f"handler {handler!r} is not a plain relative path inside the zip. name it "
+                              "after the binary (e.g. orders or bin/orders), without '..', '//' or '\\'")
+    assert list(tmp_path.iterdir()) == []
+
+
+def sized(size: int, unzipped: int) -> Artifact:
+    """Limits depend only on the sizes; real 250 MB files would make the suite slow without testing more."""
+    return Artifact(Path("fn.zip"), "00" * 32, size, unzipped)
+
+
+def test_limits_at_the_boundaries() -> None:
+    layer = sized(1_600, 4_000)
+    assert check_limits(sized(MAX_ZIP_IN_REQUEST, MAX_UNZIPPED - 4_000), layer, "orders") is False
+    assert check_limits(sized(MAX_ZIP_IN_REQUEST + 1, MAX_UNZIPPED - 4_000), layer, "orders") is True
+    assert check_limits(sized(10, MAX_UNZIPPED), None, "orders") is False
+
+
+def test_unzipped_limit_counts_the_layer() -> None:
+    with pytest.raises(PackageError) as err:
+        check_limits(sized(60_000_000, MAX_UNZIPPED - 3_999), sized(1_600, 4_000), "orders")
+    assert str(err.value) == (
+        "function orders is 262,144,001 bytes unzipped with the bootstrap layer, over Lambda's limit of "
+        "262,144,000 bytes (250 MB) for a function and its layers. make the binary smaller "
+        "(-ldflags '-s -w', fewer dependencies) or ship it as a container image")
+
+
+def test_unzipped_limit_without_layer() -> None:
+    with pytest.raises(PackageError, match=r"^function orders is 262,144,001 bytes unzipped, over"):
+        check_limits(sized(1, MAX_UNZIPPED + 1), None, "orders")
+
