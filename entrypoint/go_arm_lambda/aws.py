@@ -1,0 +1,381 @@
+"""The only module that talks to AWS (boto3): `LambdaView` reads, `LambdaWriter` changes.
+
+Every AWS failure leaves here as an `AwsError` with one line saying what failed and what to do, never as a
+botocore traceback. Retries live here too, in one place: botocore's own retries are switched off so a call is
+never retried twice over (botocore's attempts times ours), and so ResourceConflictException, which botocore
+does not retry, gets the same bounded backoff as throttling, 5xx errors and dropped connections.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from go_arm_lambda.errors import AwsError
+
+T = TypeVar("T")
+
+# Error codes worth another attempt: the function is busy with an earlier update, we are throttled, or AWS
+# had a transient fault. Everything else is final.
+_RETRY_CODES = frozenset({
+    "ResourceConflictException", "TooManyRequestsException", "ThrottlingException", "Throttling",
+    "ThrottledException", "RequestLimitExceeded", "ServiceException", "ServiceUnavailable",
+    "ServiceUnavailableException", "InternalFailure", "InternalError", "SlowDown",
+})
+_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+_BAD_CREDENTIAL_CODES = frozenset({
+    "UnrecognizedClientException", "InvalidClientTokenId", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+    "ExpiredToken", "ExpiredTokenException", "AuthFailure",
+})
+_NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NoSuchBucket", "NoSuchKey", "NotFound"})
+_CREDENTIALS_FIX = ("configure AWS credentials (aws-actions/configure-aws-credentials, AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)")
+IAM_POLICY_FIX = "grant it to the deploying role (see the minimal IAM policy in the README)"
+
+
+class AwsNotFound(AwsError):
+    """A named resource does not exist. The view turns it into None; elsewhere it is a plain AwsError."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How patient we are. Tests shrink the delays; the bounds stay the same shape."""
+
+    max_attempts: int = 6  # per call, the first attempt included
+    base_delay: float = 0.5  # seconds; doubled per retry, with jitter, up to max_delay
+    max_delay: float = 10.0
+    poll_interval: float = 1.0  # while LastUpdateStatus is InProgress (what function_updated_v2 uses)
+    wait_timeout: float = 300.0
+
+    def backoff(self, attempt: int) -> float:
+        # Full jitter, so concurrent workers hitting the same throttle do not retry in lockstep.
+        return random.uniform(0.5, 1.0) * min(self.max_delay, self.base_delay * 2 ** attempt)
+
+
+@dataclass(frozen=True)
+class FunctionState:
+    name: str
+    arn: str
+    package_type: str
+    runtime: str | None
+    architectures: tuple[str, ...]
+    handler: str | None
+    layers: tuple[str, ...]
+    code_sha256: str
+    last_update_status: str | None
+    last_update_reason: str | None = None
+    version: str = "$LATEST"
+
+
+@dataclass(frozen=True)
+class LayerState:
+    arn: str  # the version ARN
+    version: int
+    code_sha256: str
+    compatible_runtimes: tuple[str, ...]
+    compatible_architectures: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AliasState:
+    name: str
+    arn: str
+    function_version: str
+
+
+@dataclass(frozen=True)
+class S3Object:
+    bucket: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+# Code for a function or layer: a local zip sent in the request, or an object already uploaded to S3.
+CodeSource = Path | S3Object
+
+
+class Aws:
+    """boto3 session, endpoint and clients: one client per (service, region), shared by the threads."""
+
+    def __init__(self, endpoint_url: str | None = None, *, timing: Timing | None = None,
+                 max_pool_connections: int = 32) -> None:
+        # The standard chain: environment, web identity (configure-aws-credentials), profiles, instance roles.
+        # AWS_ENDPOINT_URL is read by botocore itself when endpoint_url is None.
+        self.session = boto3.Session()
+        self.endpoint_url = endpoint_url
+        self.timing = timing or Timing()
+        self._config = botocore.config.Config(
+            retries={"total_max_attempts": 1}, max_pool_connections=max_pool_connections,
+            connect_timeout=10, read_timeout=120)
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, service: str, region: str) -> Any:
+        with self._lock:
+            key = (service, region)
+            if key not in self._clients:
+                self._clients[key] = self.session.client(
+                    service, region_name=region, endpoint_url=self.endpoint_url, config=self._config)
+            return self._clients[key]
+
+    def call(self, service: str, region: str, operation: str, what: str, **params: Any) -> dict[str, Any]:
+        """One API call with bounded retries; a failure becomes an AwsError naming `what` ('function x')."""
+        client = self.client(service, region)
+        attempt = 0
+        while True:
+            try:
+                with _translated(operation, what, region, self.endpoint_url):
+                    return getattr(client, _snake(operation))(**params)  # type: ignore[no-any-return]
+            except _Retryable as exc:
+                attempt += 1
+                if attempt >= self.timing.max_attempts:
+                    raise exc.final from None
+                time.sleep(self.timing.backoff(attempt - 1))
+
+    def account_id(self, region: str) -> str:
+        return str(self.call("sts", region, "GetCallerIdentity", "the caller identity")["Account"])
+
+
+def make_session(endpoint_url: str | None = None, *, timing: Timing | None = None) -> Aws:
+    return Aws(endpoint_url, timing=timing)
+
+
+class _Retryable(Exception):
+    def __init__(self, final: AwsError) -> None:
+        super().__init__(str(final))
+        self.final = final
+
+
+def _snake(operation: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in operation).lstrip("_")
+
+
+@contextmanager
+def _translated(operation: str, what: str, region: str, endpoint_url: str | None) -> Iterator[None]:
+    try:
+        yield
+    except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError,
+            botocore.exceptions.CredentialRetrievalError):
+        raise AwsError("no usable AWS credentials were found", _CREDENTIALS_FIX) from None
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise AwsError(f"AWS profile {exc.kwargs.get('profile')!r} does not exist",
+                       "fix AWS_PROFILE or add the profile to ~/.aws/config") from None
+    except botocore.exceptions.EndpointConnectionError as exc:
+        where = endpoint_url or exc.kwargs.get("endpoint_url", "")
+        raise AwsError(f"cannot reach AWS at {where} for region {region}",
+                       "check the region name (e.g. eu-west-1), --endpoint-url and the network") from None
+    except (botocore.exceptions.ConnectionClosedError, botocore.exceptions.ReadTimeoutError,
+            botocore.exceptions.ConnectTimeoutError) as exc:
+        raise _Retryable(AwsError(f"{operation} for {what} in {region}: the connection failed ({exc})",
+                                  "check the network and run the deploy again")) from None
+    except botocore.exceptions.ClientError as exc:
+        raise _client_error(exc, operation, what, region) from None
+
+
+def _client_error(exc: botocore.exceptions.ClientError, operation: str, what: str,
+                  region: str) -> Exception:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    # One line, whatever the service sent (some endpoints answer with an XML document).
+    message = " ".join(str(error.get("Message", "")).split()) or code
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if code in _DENIED_CODES or (status == 403 and code not in _BAD_CREDENTIAL_CODES):
+        service = operation_service(operation)
+        return AwsError(f"access denied: {service}:{operation} on {what} in {region} ({message})",
+                        f"{IAM_POLICY_FIX}")
+    if code in _BAD_CREDENTIAL_CODES:
+        return AwsError(f"AWS rejected the credentials ({code}: {message})", _CREDENTIALS_FIX)
+    if code in _NOT_FOUND_CODES:
+        return AwsNotFound(f"{what} was not found in {region} ({message})",
+                        "check the name and --region, or create it first")
+    failed = AwsError(f"{operation} for {what} in {region} failed: {code}: {message}",
+                      "fix the cause above and run the deploy again")
+    if code in _RETRY_CODES or status == 429 or status >= 500:
+        return _Retryable(failed)
+    return failed
+
+
+def operation_service(operation: str) -> str:
+    """The IAM service prefix of an operation we call (for 'access denied: lambda:UpdateFunctionCode')."""
+    return {"PutObject": "s3", "GetCallerIdentity": "sts"}.get(operation, "lambda")
+
+
+def _not_found(fn: Callable[[], T]) -> T | None:
+    """None for a ResourceNotFoundException: for the view, 'does not exist' is an answer, not a failure."""
+    try:
+        return fn()
+    except AwsNotFound:
+        return None
+
+
+def _function_state(config: dict[str, Any]) -> FunctionState:
+    return FunctionState(
+        name=config["FunctionName"], arn=_unqualified(config["FunctionArn"]),
+        package_type=config.get("PackageType", "Zip"), runtime=config.get("Runtime"),
+        architectures=tuple(config.get("Architectures") or ("x86_64",)), handler=config.get("Handler"),
+        layers=tuple(layer["Arn"] for layer in config.get("Layers") or ()),
+        code_sha256=config.get("CodeSha256", ""), last_update_status=config.get("LastUpdateStatus"),
+        last_update_reason=config.get("LastUpdateStatusReason"), version=config.get("Version", "$LATEST"))
+
+
+def _unqualified(arn: str) -> str:
+    parts = arn.split(":")
+    return ":".join(parts[:7])
+
+
+class LambdaView:
+    """Read-only questions about one region. The planner gets nothing else, so planning cannot write."""
+
+    def __init__(self, aws: Aws, region: str) -> None:
+        self.aws = aws
+        self.region = region
+
+    def _call(self, operation: str, what: str, **params: Any) -> dict[str, Any]:
+        return self.aws.call("lambda", self.region, operation, what, **params)
+
+    def function(self, name: str, qualifier: str | None = None) -> FunctionState | None:
+        params = {"FunctionName": name} | ({"Qualifier": qualifier} if qualifier else {})
+        found = _not_found(lambda: self._call("GetFunction", f"function {name}", **params))
+        return _function_state(found["Configuration"]) if found else None
+
+    def newest_layer_version(self, layer_name: str) -> LayerState | None:
+        # Lambda lists the newest version first; one page is enough to find it.
+        listed = _not_found(lambda: self._call("ListLayerVersions", f"layer {layer_name}",
+                                               LayerName=layer_name))
+        versions = (listed or {}).get("LayerVersions") or []
+        if not versions:
+            return None
+        newest = max(versions, key=lambda v: int(v["Version"]))
+        full = self._call("GetLayerVersion", f"layer {layer_name}", LayerName=layer_name,
+                          VersionNumber=int(newest["Version"]))
+        return LayerState(arn=full["LayerVersionArn"], version=int(full["Version"]),
+                          code_sha256=full["Content"]["CodeSha256"],
+                          compatible_runtimes=tuple(full.get("CompatibleRuntimes") or ()),
+                          compatible_architectures=tuple(full.get("CompatibleArchitectures") or ()))
+
+    def layer_statement_ids(self, layer_name: str, version: int) -> frozenset[str]:
+        """Statement ids in a layer version's policy (none when it has no policy yet)."""
+        what = f"policy of layer {layer_name}:{version}"
+        found = _not_found(lambda: self._call("GetLayerVersionPolicy", what, LayerName=layer_name,
+                                              VersionNumber=version))
+        if not found:
+            return frozenset()
+        statements = json.loads(found.get("Policy") or "{}").get("Statement") or []
+        return frozenset(str(s.get("Sid")) for s in statements)
+
+    def alias(self, function: str, name: str) -> AliasState | None:
+        found = _not_found(lambda: self._call("GetAlias", f"alias {name} of {function}",
+                                              FunctionName=function, Name=name))
+        return AliasState(name, found["AliasArn"], found["FunctionVersion"]) if found else None
+
+    def account_id(self) -> str:
+        return self.aws.account_id(self.region)
+
+
+class LambdaWriter:
+    """The mutating calls for one region. Counts them, so a report can say how many changes a deploy made."""
+
+    def __init__(self, aws: Aws, region: str) -> None:
+        self.aws = aws
+        self.region = region
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @property
+    def mutating_calls(self) -> int:
+        return self._count
+
+    def _write(self, operation: str, what: str, **params: Any) -> dict[str, Any]:
+        with self._lock:
+            self._count += 1
+        service = operation_service(operation)
+        return self.aws.call(service, self.region, operation, what, **params)
+
+    def put_object(self, target: S3Object, zip_path: Path) -> None:
+        self._write("PutObject", str(target), Bucket=target.bucket, Key=target.key,
+                    Body=zip_path.read_bytes())
+
+    def publish_layer_version(self, name: str, source: CodeSource, *, description: str,
+                              runtimes: tuple[str, ...]) -> LayerState:
+        out = self._write("PublishLayerVersion", f"layer {name}", LayerName=name, Content=_code(source),
+                          Description=description, CompatibleRuntimes=list(runtimes),
+                          CompatibleArchitectures=["arm64"])
+        return LayerState(arn=out["LayerVersionArn"], version=int(out["Version"]),
+                          code_sha256=out["Content"]["CodeSha256"], compatible_runtimes=runtimes,
+                          compatible_architectures=("arm64",))
+
+    def add_layer_version_permission(self, name: str, version: int, *, statement_id: str, principal: str,
+                                     organization_id: str | None = None) -> None:
+        params = {"OrganizationId": organization_id} if organization_id else {}
+        self._write("AddLayerVersionPermission", f"layer {name}:{version}", LayerName=name,
+                    VersionNumber=version, StatementId=statement_id, Action="lambda:GetLayerVersion",
+                    Principal=principal, **params)
+
+    def update_function_code(self, function: str, source: CodeSource) -> FunctionState:
+        out = self._write("UpdateFunctionCode", f"function {function}", FunctionName=function,
+                          Architectures=["arm64"], **_code(source))
+        return _function_state(out)
+
+    def update_function_configuration(self, function: str, changes: dict[str, Any]) -> FunctionState:
+        """Sends only `changes`: a key left out is a setting (environment, memory, role, ...) left alone."""
+        out = self._write("UpdateFunctionConfiguration", f"function {function}", FunctionName=function,
+                          **changes)
+        return _function_state(out)
+
+    def wait_updated(self, function: str) -> FunctionState:
+        """Polls until LastUpdateStatus leaves InProgress (as function_updated_v2 does); Failed: AwsError."""
+        deadline = time.monotonic() + self.aws.timing.wait_timeout
+        while True:
+            config = self.aws.call("lambda", self.region, "GetFunctionConfiguration", f"function {function}",
+                                   FunctionName=function)
+            state = _function_state(config)
+            if state.last_update_status == "Failed":
+                raise AwsError(f"the update of function {function} in {self.region} failed: "
+                               f"{state.last_update_reason or 'no reason given'}",
+                               "fix the cause AWS gives and run the deploy again")
+            if state.last_update_status != "InProgress":
+                return state
+            if time.monotonic() > deadline:
+                raise AwsError(f"function {function} in {self.region} was still updating after "
+                               f"{self.aws.timing.wait_timeout:.0f} s",
+                               "look at it in the console, then retry")
+            time.sleep(self.aws.timing.poll_interval)
+
+    def publish_version(self, function: str, *, description: str, code_sha256: str) -> str:
+        # CodeSha256 makes AWS refuse to publish if someone else changed the code since our update.
+        out = self._write("PublishVersion", f"function {function}", FunctionName=function,
+                          Description=description, CodeSha256=code_sha256)
+        return str(out["Version"])
+
+    def set_alias(self, function: str, alias: str, version: str, *, create: bool) -> str:
+        operation = "CreateAlias" if create else "UpdateAlias"
+        out = self._write(operation, f"alias {alias} of {function}", FunctionName=function, Name=alias,
+                          FunctionVersion=version)
+        return str(out["AliasArn"])
+
+
+def _code(source: CodeSource) -> dict[str, Any]:
+    if isinstance(source, S3Object):
+        return {"S3Bucket": source.bucket, "S3Key": source.key}
+    return {"ZipFile": source.read_bytes()}
+
+
+def upload_layer(bucket: str, key: str, zip_path: Path, region: str,
+                 endpoint_url: str | None = None) -> S3Object:
+    """`go-arm-lambda layer upload`: the layer zip where layer/template.yaml's ContentS3Bucket/Key point."""
+    target = S3Object(bucket, key)
+    LambdaWriter(make_session(endpoint_url), region).put_object(target, zip_path)
+    return target

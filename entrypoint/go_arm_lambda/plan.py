@@ -1,0 +1,496 @@
+"""Desired state -> an ordered list of typed steps, read through the read-only `LambdaView`.
+
+Everything that can be checked is checked here, before the executor makes its first write: names, ARNs
+against the target region and account, that each function exists and is a Zip package, the layer count after
+merging, and the sizes. `--dry-run` prints exactly this plan; the executor runs exactly these steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+from go_arm_lambda import limits
+from go_arm_lambda.aws import AliasState, CodeSource, FunctionState, LambdaView, LayerState, S3Object
+from go_arm_lambda.config import FunctionSpec
+from go_arm_lambda.errors import UsageError, UserError
+
+# Runtimes a Go function can be on today. Anything else (python3.12, nodejs20.x) means the name points at
+# someone else's function, and overwriting its code would break it.
+GO_RUNTIMES = ("go1.x", "provided", "provided.al2", "provided.al2023")
+
+
+class Artifact(Protocol):
+    """What package.Artifact provides (see ARCHITECTURE.md); any object with these attributes will do."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def unzipped_size(self) -> int: ...
+    @property
+    def code_sha256(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class DesiredLayer:
+    name: str
+    zip: Artifact
+    compatible_runtimes: tuple[str, ...]
+    description: str  # tool version and content hash, see layer_description()
+    permissions: tuple[str, ...] = ()  # account ids, account root ARNs, "*", or "org:o-xxxxxxxxxx"
+
+
+@dataclass(frozen=True)
+class DesiredFunction:
+    spec: FunctionSpec
+    region: str
+    zip: Artifact
+    handler: str  # the binary's name in layer mode, "bootstrap" in bootstrap mode
+    runtime: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    regions: tuple[str, ...]
+    layer: DesiredLayer | None  # None in bootstrap mode
+    functions: tuple[DesiredFunction, ...]
+    publish: bool = False
+    alias: str | None = None
+    s3_bucket: str | None = None  # may contain {region}: S3 code must sit in the function's own region
+    s3_prefix: str = "go-arm-lambda/"
+    layer_name: str = "go-arm-lambda-bootstrap"  # also in bootstrap mode, to take our layer off functions
+    commit: str | None = None
+
+
+def layer_description(tool_version: str, artifact: Artifact) -> str:
+    return f"go-arm-lambda {tool_version} bootstrap, sha256 {artifact.sha256}"
+
+
+def desired_state(*, regions: Sequence[str], functions: Sequence[tuple[FunctionSpec, str, Artifact]],
+                  layer_zip: Artifact | None, runtime: str, mode: str, layer_name: str,
+                  layer_permissions: Sequence[str] = (), tool_version: str = "", publish: bool = False,
+                  alias: str | None = None, s3_bucket: str | None = None, s3_prefix: str = "go-arm-lambda/",
+                  commit: str | None = None) -> DesiredState:
+    """The desired state for every (region, function); `functions` holds (spec, handler, zip) per function."""
+    layer = None
+    if mode == "layer":
+        if layer_zip is None:
+            raise UsageError("layer mode needs the layer zip", "package the layer, or use --mode bootstrap")
+        layer = DesiredLayer(layer_name, layer_zip, (runtime,), layer_description(tool_version, layer_zip),
+                             tuple(layer_permissions))
+    return DesiredState(
+        regions=tuple(regions), layer=layer,
+        functions=tuple(DesiredFunction(spec, region, zip_, handler, runtime, mode)
+                        for region in regions for spec, handler, zip_ in functions),
+        publish=publish, alias=alias, s3_bucket=s3_bucket, s3_prefix=s3_prefix, layer_name=layer_name,
+        commit=commit)
+
+
+# --- steps ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PendingLayer:
+    """The layer version this plan publishes in a region: its ARN exists only after publishing."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.name}:(new version)"
+
+
+LayerRef = str | PendingLayer
+
+
+@dataclass(frozen=True)
+class Step:
+    action: ClassVar[str]
+    region: str
+    target: str  # the function (as the user named it) or the layer name
+
+    def detail(self) -> str:
+        return ""
+
+    def describe(self) -> dict[str, str]:
+        return {"action": self.action, "target": self.target, "region": self.region, "detail": self.detail()}
+
+
+@dataclass(frozen=True)
+class UploadS3(Step):
+    action: ClassVar[str] = "upload-s3"
+    object: S3Object
+    zip_path: Path
+    size: int
+
+    def detail(self) -> str:
+        return f"{self.zip_path.name} ({self.size} bytes) -> {self.object}"
+
+
+@dataclass(frozen=True)
+class PublishLayer(Step):
+    action: ClassVar[str] = "publish-layer"
+    source: CodeSource
+    description: str
+    runtimes: tuple[str, ...]
+    code_sha256: str
+
+    def detail(self) -> str:
+        return f"new version, CodeSha256 {self.code_sha256}, arm64, {', '.join(self.runtimes)}"
+
+
+@dataclass(frozen=True)
+class ReuseLayer(Step):
+    action: ClassVar[str] = "reuse-layer"
+    arn: str
+
+    def detail(self) -> str:
+        return f"{self.arn} has the same CodeSha256"
+
+
+@dataclass(frozen=True)
+class AddLayerPermission(Step):
+    action: ClassVar[str] = "add-layer-permission"
+    layer: LayerRef
+    statement_id: str
+    principal: str
+    organization_id: str | None
+
+    def detail(self) -> str:
+        org = self.organization_id
+        who = f"organization {org}" if org else f"principal {self.principal}"
+        return f"lambda:GetLayerVersion on {self.layer} for {who} (statement {self.statement_id})"
+
+
+@dataclass(frozen=True)
+class UpdateCode(Step):
+    action: ClassVar[str] = "update-code"
+    source: CodeSource
+    code_sha256: str
+    changes: tuple[str, ...]
+
+    def detail(self) -> str:
+        return f"CodeSha256 {self.code_sha256}, arm64 ({'; '.join(self.changes)})"
+
+
+@dataclass(frozen=True)
+class UpdateConfig(Step):
+    """Only Runtime, Handler and Layers, and only those that differ; None means 'leave it as it is'."""
+
+    action: ClassVar[str] = "update-config"
+    runtime: str | None
+    handler: str | None
+    layers: tuple[LayerRef, ...] | None
+    changes: tuple[str, ...]
+
+    def detail(self) -> str:
+        return "; ".join(self.changes)
+
+
+@dataclass(frozen=True)
+class PublishVersion(Step):
+    action: ClassVar[str] = "publish-version"
+    description: str
+
+    def detail(self) -> str:
+        return f"description {self.description!r}"
+
+
+@dataclass(frozen=True)
+class SetAlias(Step):
+    alias: str
+    create: bool
+    current_version: str | None
+
+    @property
+    def action(self) -> str:  # type: ignore[override]
+        return "create-alias" if self.create else "update-alias"
+
+    def detail(self) -> str:
+        moved = f"from version {self.current_version} " if self.current_version else ""
+        return f"{self.alias} {moved}to the published version"
+
+
+# --- the plan ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FunctionPlan:
+    desired: DesiredFunction
+    current: FunctionState
+    changes: tuple[str, ...]  # what differs, for people: "runtime: go1.x -> provided.al2023", "code", ...
+    steps: tuple[Step, ...]
+    version: str | None = None  # the published version already serving the alias, when nothing changes
+
+    @property
+    def region(self) -> str:
+        return self.desired.region
+
+    @property
+    def name(self) -> str:
+        return self.desired.spec.short_name
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    region: str
+    layer_steps: tuple[Step, ...]
+    functions: tuple[FunctionPlan, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    regions: tuple[RegionPlan, ...]
+    layer_name: str | None  # None in bootstrap mode
+    alias: str | None = None
+
+    def steps(self) -> list[Step]:
+        return [s for r in self.regions for s in (*r.layer_steps, *(s for f in r.functions for s in f.steps))]
+
+    def describe(self) -> list[dict[str, str]]:
+        return [s.describe() for s in self.steps()]
+
+
+@dataclass(frozen=True)
+class _Current:
+    """What the view said about one region, read before planning so the planning itself is pure."""
+
+    account: str | None
+    layer: LayerState | None
+    layer_sids: frozenset[str]
+    functions: dict[str, FunctionState | None]
+    aliases: dict[str, tuple[AliasState, FunctionState | None] | None]
+
+
+def make_plan(desired: DesiredState, views: Mapping[str, LambdaView], *, concurrency: int = 8) -> Plan:
+    """Reads AWS, checks everything, and returns the steps; raises UsageError before anything is written."""
+    _check_inputs(desired)
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        current = {region: _read_region(desired, views[region], pool) for region in desired.regions}
+    problems: list[UserError] = []
+    regions = []
+    for region in desired.regions:
+        layer_steps, layer_ref = _plan_layer(desired, region, current[region])
+        functions = []
+        for want in (f for f in desired.functions if f.region == region):
+            try:
+                functions.append(_plan_function(desired, want, current[region], layer_ref))
+            except UserError as exc:
+                problems.append(exc)
+        regions.append(RegionPlan(region, tuple(layer_steps), tuple(functions)))
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        listed = "; ".join(p.what for p in problems)
+        raise UsageError(f"{len(problems)} functions cannot be deployed: {listed}",
+                         "fix each problem listed; nothing was changed",
+                         details="\n".join(str(p) for p in problems))
+    return Plan(tuple(regions), desired.layer.name if desired.layer else None, desired.alias)
+
+
+def _check_inputs(desired: DesiredState) -> None:
+    """AWS's own rules, which moto and botocore do not check, on everything given."""
+    if not desired.regions:
+        raise UsageError("no region to deploy to", "give --region, e.g. --region eu-west-1")
+    for region in desired.regions:
+        limits.check_region(region)
+    limits.check_layer_name(desired.layer_name)
+    if desired.layer is not None:
+        if desired.layer.name.startswith("arn:"):
+            raise UsageError(f"--layer-name {desired.layer.name} is an ARN, but the layer is published in "
+                             "every target region", "give the bare layer name")
+        for principal in desired.layer.permissions:
+            limits.check_layer_principal(principal)
+    if desired.alias is not None:
+        limits.check_alias(desired.alias)
+        if not desired.publish:
+            raise UsageError(f"--alias {desired.alias} needs a version to point at", "add --publish")
+    if desired.s3_bucket is not None:
+        for region in desired.regions:
+            limits.check_bucket_name(_bucket(desired, region))
+    layer_unzipped = desired.layer.zip.unzipped_size if desired.layer else 0
+    for want in desired.functions:
+        limits.check_function_name(want.spec.name)
+        _check_zip_size(desired, want.spec.short_name, want.zip)
+        if want.zip.unzipped_size + layer_unzipped > limits.MAX_UNZIPPED:
+            raise UsageError(f"function {want.spec.short_name} unzipped with the layer is "
+                             f"{want.zip.unzipped_size + layer_unzipped} bytes, over Lambda's "
+                             f"{limits.MAX_UNZIPPED}",
+                             "make the binary smaller (-ldflags '-s -w', fewer dependencies)")
+    if desired.layer is not None:
+        _check_zip_size(desired, desired.layer.name, desired.layer.zip)
+
+
+def _check_zip_size(desired: DesiredState, what: str, zip_: Artifact) -> None:
+    if zip_.size > limits.MAX_ZIP_IN_REQUEST and desired.s3_bucket is None:
+        raise UsageError(f"the zip of {what} is {zip_.size} bytes, over the {limits.MAX_ZIP_IN_REQUEST} "
+                         "bytes Lambda takes in a request", "give --s3-bucket to upload it through S3")
+
+
+def _bucket(desired: DesiredState, region: str) -> str:
+    assert desired.s3_bucket is not None
+    return desired.s3_bucket.replace("{region}", region)
+
+
+def _read_region(desired: DesiredState, view: LambdaView, pool: ThreadPoolExecutor) -> _Current:
+    wanted = [f.spec.name for f in desired.functions if f.region == view.region]
+    needs_account = any(name.startswith("arn:") for name in wanted)
+    account = pool.submit(view.account_id) if needs_account else None
+    layer = pool.submit(view.newest_layer_version, desired.layer.name) if desired.layer else None
+    functions = dict(zip(wanted, pool.map(view.function, wanted), strict=True))
+    aliases: dict[str, tuple[AliasState, FunctionState | None] | None] = {}
+    if desired.alias:
+        alias = desired.alias
+
+        def read_alias(name: str) -> tuple[AliasState, FunctionState | None] | None:
+            found = view.alias(name, alias) if functions.get(name) else None
+            return (found, view.function(name, found.function_version)) if found else None
+
+        aliases = dict(zip(wanted, pool.map(read_alias, wanted), strict=True))
+    newest = layer.result() if layer else None
+    sids: frozenset[str] = frozenset()
+    if newest and desired.layer and desired.layer.permissions and _reusable(desired.layer, newest):
+        sids = view.layer_statement_ids(desired.layer.name, newest.version)
+    return _Current(account.result() if account else None, newest, sids, functions, aliases)
+
+
+def _reusable(layer: DesiredLayer, newest: LayerState) -> bool:
+    return (newest.code_sha256 == layer.zip.code_sha256 and "arm64" in newest.compatible_architectures
+            and set(layer.compatible_runtimes) <= set(newest.compatible_runtimes))
+
+
+def statement_id(principal: str) -> str:
+    """One statement id per principal, so adding the same sharing twice is recognised and skipped."""
+    if principal == "*":
+        return "go-arm-lambda-public"
+    if principal.startswith("org:"):
+        return f"go-arm-lambda-{principal[4:]}"
+    return f"go-arm-lambda-{principal.split(':')[4] if principal.startswith('arn:') else principal}"
+
+
+def _plan_layer(desired: DesiredState, region: str, current: _Current) -> tuple[list[Step], LayerRef | None]:
+    layer = desired.layer
+    if layer is None:
+        return [], None
+    steps: list[Step] = []
+    ref: LayerRef
+    if current.layer is not None and _reusable(layer, current.layer):
+        ref = current.layer.arn
+        steps.append(ReuseLayer(region, layer.name, ref))
+    else:
+        ref = PendingLayer(layer.name)
+        source = _source(desired, region, steps, layer.name, f"layers/{layer.name}", layer.zip)
+        steps.append(PublishLayer(region, layer.name, source, layer.description, layer.compatible_runtimes,
+                                  layer.zip.code_sha256))
+    for principal in layer.permissions:
+        sid = statement_id(principal)
+        if sid in current.layer_sids and not isinstance(ref, PendingLayer):
+            continue
+        org = principal[4:] if principal.startswith("org:") else None
+        steps.append(AddLayerPermission(region, layer.name, ref, sid, "*" if org else principal, org))
+    return steps, ref
+
+
+def _source(desired: DesiredState, region: str, steps: list[Step], target: str, key_dir: str,
+            zip_: Artifact) -> CodeSource:
+    """The zip itself, or (with a bucket) an upload step and the S3 object it creates. Keys carry the content
+    hash, so an object never changes once written."""
+    if desired.s3_bucket is None:
+        return zip_.path
+    obj = S3Object(_bucket(desired, region), f"{desired.s3_prefix}{key_dir}/{zip_.sha256}.zip")
+    steps.append(UploadS3(region, target, obj, zip_.path, zip_.size))
+    return obj
+
+
+def _layer_label(ref: LayerRef) -> str:
+    if isinstance(ref, PendingLayer):
+        return str(ref)
+    parts = ref.split(":")
+    return ":".join(parts[6:]) if len(parts) >= 8 else ref
+
+
+def merge_layers(existing: Sequence[str], layer_name: str, ours: LayerRef | None) -> tuple[LayerRef, ...]:
+    """Existing layers kept in order; any version of our layer replaced in place by `ours`, or appended when
+    absent (extracted last, its /opt/bootstrap wins); with `ours` None (bootstrap mode) it is removed."""
+    merged: list[LayerRef] = []
+    placed = False
+    for arn in existing:
+        if limits.is_layer_arn_of(arn, layer_name):
+            if ours is not None and not placed:
+                merged.append(ours)
+                placed = True
+            continue
+        merged.append(arn)
+    if ours is not None and not placed:
+        merged.append(ours)
+    return tuple(merged)
+
+
+def _plan_function(desired: DesiredState, want: DesiredFunction, current: _Current,
+                   layer_ref: LayerRef | None) -> FunctionPlan:
+    name, region = want.spec.name, want.region
+    limits.check_function_arn_target(name, region, current.account)
+    state = current.functions.get(name)
+    if state is None:
+        raise UsageError(f"function {want.spec.short_name} does not exist in {region}",
+                         "create it first (go-arm-lambda updates functions, it does not create them), "
+                         "or fix the name or --region")
+    if state.package_type != "Zip":
+        raise UsageError(f"function {want.spec.short_name} in {region} is a container image function "
+                         f"(PackageType {state.package_type})",
+                         "go-arm-lambda deploys Zip functions; name a Zip function instead")
+    if state.runtime not in GO_RUNTIMES:
+        raise UsageError(f"function {want.spec.short_name} in {region} runs {state.runtime}, not Go",
+                         f"check the name: only functions on {', '.join(GO_RUNTIMES)} are updated")
+    layers = merge_layers(state.layers, desired.layer_name, layer_ref)
+    if len(layers) > limits.MAX_LAYERS:
+        raise UsageError(f"function {want.spec.short_name} in {region} would have {len(layers)} layers, "
+                         f"over Lambda's {limits.MAX_LAYERS}", "remove a layer from the function first")
+
+    steps: list[Step] = []
+    code_changes = []
+    if state.code_sha256 != want.zip.code_sha256:
+        code_changes.append("code")
+    if state.architectures != ("arm64",):
+        code_changes.append(f"architecture: {','.join(state.architectures)} -> arm64")
+    if code_changes:
+        source = _source(desired, region, steps, name, f"functions/{want.spec.short_name}", want.zip)
+        steps.append(UpdateCode(region, name, source, want.zip.code_sha256, tuple(code_changes)))
+
+    config_changes = []
+    runtime = want.runtime if state.runtime != want.runtime else None
+    if runtime:
+        config_changes.append(f"runtime: {state.runtime} -> {want.runtime}")
+    handler = want.handler if state.handler != want.handler else None
+    if handler:
+        config_changes.append(f"handler: {state.handler} -> {want.handler}")
+    new_layers = layers if layers != state.layers else None
+    if new_layers is not None:
+        config_changes.append("layers: [{}] -> [{}]".format(", ".join(map(_layer_label, state.layers)),
+                                                            ", ".join(map(_layer_label, layers))))
+    if config_changes:
+        steps.append(UpdateConfig(region, name, runtime, handler, new_layers, tuple(config_changes)))
+
+    changes = (*code_changes, *config_changes)
+    version = None
+    if desired.publish:
+        alias_now = current.aliases.get(name)
+        serving = alias_now[1] if alias_now else None
+        if not changes and serving is not None and _same_function(serving, state):
+            version = serving.version  # the alias already serves exactly this code and configuration
+        else:
+            steps.append(PublishVersion(region, name, desired.commit or "go-arm-lambda"))
+            if desired.alias:
+                steps.append(SetAlias(region, name, desired.alias, alias_now is None,
+                                      alias_now[0].function_version if alias_now else None))
+    return FunctionPlan(want, state, changes, tuple(steps), version)
+
+
+def _same_function(a: FunctionState, b: FunctionState) -> bool:
+    return (a.code_sha256, a.runtime, a.handler, a.layers, a.architectures) == (
+        b.code_sha256, b.runtime, b.handler, b.layers, b.architectures)

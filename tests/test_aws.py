@@ -1,0 +1,124 @@
+"""AWS access: credentials, endpoints, and the minimal IAM policy, with moto enforcing IAM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from awsfakes import REGION, FakeAws, artifacts, deploy, desired, plan_for, reset_moto, set_moto_auth
+from go_arm_lambda.aws import LambdaView, make_session, upload_layer
+from go_arm_lambda.errors import AwsError, UserError
+
+POLICY = Path(__file__).parent / "fixtures" / "iam-policy.json"
+# Lambda itself reads S3 code with the caller's rights on AWS; moto does not, so no test can show it is needed.
+NEEDED_ONLY_ON_AWS = {"s3:GetObject"}
+
+
+def test_missing_credentials_are_one_clear_line(aws: FakeAws, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    aws.create_function("orders")
+    with pytest.raises(AwsError) as info:
+        plan_for(aws.url, desired(artifacts(tmp_path, ["orders"])))
+    assert str(info.value) == (
+        "no usable AWS credentials were found. configure AWS credentials (aws-actions/configure-aws-credentials, "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)")
+    assert aws.proxy.requests == []
+
+
+def test_unreachable_endpoint_is_one_clear_line(aws: FakeAws) -> None:
+    view = LambdaView(make_session("http://127.0.0.1:9"), "eu-west-1")
+    with pytest.raises(AwsError, match=r"^cannot reach AWS at http://127.0.0.1:9 for region eu-west-1\. check"):
+        view.function("orders")
+
+
+def test_aws_endpoint_url_from_the_environment(aws: FakeAws, monkeypatch: pytest.MonkeyPatch) -> None:
+    aws.create_function("orders")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.url)
+    state = LambdaView(make_session(None), REGION).function("orders")
+    assert state is not None and state.runtime == "go1.x" and state.architectures == ("x86_64",)
+    assert [r.path for r in aws.proxy.requests] == ["/2015-03-31/functions/orders"]
+
+
+def test_upload_layer_puts_the_zip(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_bucket("layers")
+    zips = artifacts(tmp_path, [])
+    target = upload_layer("layers", "bootstrap/layer.zip", zips[""].path, REGION, aws.url)
+    assert str(target) == "s3://layers/bootstrap/layer.zip"
+    body = aws.client("s3").get_object(Bucket="layers", Key="bootstrap/layer.zip")["Body"].read()
+    assert body == zips[""].path.read_bytes()
+
+
+def test_missing_bucket_is_a_clear_error(aws: FakeAws, tmp_path: Path) -> None:
+    with pytest.raises(AwsError, match=r"s3://nope/k was not found in eu-west-1"):
+        upload_layer("nope", "k", artifacts(tmp_path, [])[""].path, REGION, aws.url)
+
+
+# --- the minimal IAM policy ---------------------------------------------------------------------------------
+
+
+def _policy_actions() -> list[str]:
+    return [a for s in json.loads(POLICY.read_text())["Statement"] for a in s["Action"]]
+
+
+def _deploys_with(aws: FakeAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                  actions: list[str]) -> list[str]:
+    # moto 5.2.5 signs a body-less Lambda GET over its own parsed headers (`data=self._body or self._data` in
+    # moto/iam/access_control.py), so every signed GetFunction fails with SignatureDoesNotMatch. Only that
+    # comparison is skipped: the access key must still exist, and moto still decides which actions it may call.
+    from moto.iam.access_control import IAMRequestBase
+
+    monkeypatch.setattr(IAMRequestBase, "check_signature", lambda self: None)
+    """Sets up AWS, then deploys twice as an IAM user allowed only `actions`. Returns the errors.
+
+    The two deploys between them make every call the tool can make: the first publishes and shares the layer,
+    uploads through S3 and creates an alias; the second reuses the layer (reading its policy) and moves aliases.
+    """
+    set_moto_auth(aws.moto_url, enforced=False)
+    iam = aws.client("iam")
+    iam.create_user(UserName="deployer")
+    iam.put_user_policy(UserName="deployer", PolicyName="go-arm-lambda", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="deployer")["AccessKey"]
+    aws.create_bucket("deploy-bucket")
+    aws.create_function("orders")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    options = {"publish": True, "alias": "live", "s3_bucket": "deploy-bucket", "layer_permissions": ["*"]}
+    errors: list[str] = []
+    set_moto_auth(aws.moto_url, enforced=True)
+    try:
+        for version in ("v1", "v2"):
+            try:
+                errors += deploy(aws.url, desired(artifacts(tmp_path / version, ["orders"], version=version),
+                                                  **options)).all_errors()
+            except UserError as exc:
+                errors.append(str(exc))
+            if errors:
+                break
+    finally:
+        set_moto_auth(aws.moto_url, enforced=False)
+    return errors
+
+
+def test_the_minimal_policy_is_enough(aws: FakeAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _deploys_with(aws, tmp_path, monkeypatch, _policy_actions()) == []
+    assert aws.client("lambda").get_alias(FunctionName="orders", Name="live")["FunctionVersion"] == "2"
+
+
+def test_each_action_in_the_policy_is_needed(aws: FakeAws, moto_server: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    actions = _policy_actions()
+    checked = [a for a in actions if a not in NEEDED_ONLY_ON_AWS]
+    assert len(checked) == len(actions) - len(NEEDED_ONLY_ON_AWS)
+    for action in checked:
+        reset_moto(moto_server)
+        aws._role = None
+        errors = _deploys_with(aws, tmp_path / action.replace(":", "-"), monkeypatch,
+                               [a for a in actions if a != action])
+        assert errors, f"{action} is in the policy but the deploy works without it"
+        assert f"access denied: {action} on " in errors[0], errors
+        assert errors[0].endswith("grant it to the deploying role (see the minimal IAM policy in the README)")

@@ -1,0 +1,303 @@
+"""Deploys against a real moto server over HTTP, through a recording, fault-injecting proxy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from awsfakes import REGION, FakeAws, artifacts, deploy, desired, plan_for
+from go_arm_lambda.aws import LambdaWriter, make_session
+from go_arm_lambda.execute import execute, preview
+
+LAYER = "go-arm-lambda-bootstrap"
+CONFIG = r"/functions/[^/]+/configuration$"
+
+
+def by_name(result: object) -> dict[str, dict]:
+    return {f["name"]: f for f in result.to_report()["functions"]}  # type: ignore[attr-defined]
+
+
+def test_first_deploy_migrates_go1x_x86_and_provided_al2(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders", runtime="go1.x", architecture="x86_64", handler="main")
+    aws.create_function("users", runtime="provided.al2", architecture="arm64", handler="bootstrap")
+    zips = artifacts(tmp_path, ["orders", "users"])
+
+    result = deploy(aws.url, desired(zips))
+
+    assert result.ok, result.all_errors()
+    layer_arn = result.layer_arns[REGION]
+    assert layer_arn == f"arn:aws:lambda:{REGION}:123456789012:layer:{LAYER}:1"
+    assert result.layer_published == {REGION: True}
+    for name in ("orders", "users"):
+        config = aws.function(name)
+        assert config["Runtime"] == "provided.al2023"
+        assert config["Handler"] == name
+        assert [layer["Arn"] for layer in config["Layers"]] == [layer_arn]
+        assert config["CodeSha256"] == zips[name].code_sha256
+        # Nothing else about the function was touched.
+        assert (config["MemorySize"], config["Timeout"], config["Environment"]) == (256, 9,
+                                                                                   {"Variables": {"KEEP": "me"}})
+    # moto ignores Architectures on update_function_code: the request itself proves what AWS would get.
+    code_requests = aws.proxy.matching("PUT", r"/functions/orders/code$")
+    assert [r.json()["Architectures"] for r in code_requests] == [["arm64"]]
+    for request in aws.proxy.matching("PUT", CONFIG):
+        assert set(request.json()) <= {"Runtime", "Handler", "Layers"}
+    published = aws.proxy.matching("POST", rf"/layers/{LAYER}/versions$")[0].json()
+    assert published["CompatibleArchitectures"] == ["arm64"]
+    assert published["CompatibleRuntimes"] == ["provided.al2023"]
+    assert zips[""].sha256 in published["Description"]
+    report = by_name(result)
+    assert report["orders"]["changes"] == ["code", "architecture: x86_64 -> arm64", "runtime: go1.x -> provided.al2023",
+                                           "handler: main -> orders", f"layers: [] -> [{LAYER}:(new version)]"]
+    assert report["users"]["status"] == "updated" and report["users"]["changed"] is True
+    assert result.mutating_calls == len(aws.proxy.mutating()) == 5
+
+
+def test_redeploy_with_nothing_changed_makes_no_mutating_call(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders", runtime="provided.al2", architecture="arm64")
+    aws.create_function("users", runtime="provided.al2023", architecture="arm64")
+    zips = artifacts(tmp_path, ["orders", "users"])
+    want = desired(zips, publish=True, alias="live")
+    assert deploy(aws.url, want).ok
+    aws.proxy.clear()
+
+    again = deploy(aws.url, want)
+
+    assert again.ok
+    assert aws.proxy.requests, "the planner must have read AWS"
+    assert aws.proxy.mutating() == [] and again.mutating_calls == 0
+    assert {f.status for f in again.functions} == {"unchanged"}
+    assert {(f.version, f.alias) for f in again.functions} == {("1", "live")}
+    assert again.plan == [{"action": "reuse-layer", "target": LAYER, "region": REGION,
+                           "detail": f"{again.layer_arns[REGION]} has the same CodeSha256"}]
+
+
+def test_code_only_change_updates_only_the_code_and_reuses_the_layer(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64")
+    assert deploy(aws.url, desired(artifacts(tmp_path / "a", ["orders"]))).ok
+    aws.proxy.clear()
+
+    result = deploy(aws.url, desired(artifacts(tmp_path / "b", ["orders"], version="v2")))
+
+    assert [(r.method, r.path) for r in aws.proxy.mutating()] == [("PUT", "/2015-03-31/functions/orders/code")]
+    assert by_name(result)["orders"]["changes"] == ["code"]
+    assert result.layer_published == {REGION: False}
+    assert [s["action"] for s in result.plan] == ["reuse-layer", "update-code"]
+
+
+def test_foreign_layers_kept_in_order_and_ours_replaced(aws: FakeAws, tmp_path: Path) -> None:
+    first = aws.publish_layer("first")
+    old_ours = aws.publish_layer(LAYER, content=b"an old bootstrap")
+    last = aws.publish_layer("last")
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64", layers=(first, old_ours, last))
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"])))
+
+    assert result.ok
+    new_ours = result.layer_arns[REGION]
+    assert new_ours.endswith(f":{LAYER}:2")
+    assert [layer["Arn"] for layer in aws.function("orders")["Layers"]] == [first, new_ours, last]
+
+
+def test_bootstrap_mode_publishes_no_layer_and_takes_ours_off(aws: FakeAws, tmp_path: Path) -> None:
+    foreign = aws.publish_layer("foreign")
+    ours = aws.publish_layer(LAYER)
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64", handler="orders",
+                        layers=(ours, foreign))
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"]), mode="bootstrap"))
+
+    assert result.ok and result.to_report()["layer"] is None
+    assert aws.proxy.matching("POST", r"/layers/") == []
+    config = aws.function("orders")
+    assert config["Handler"] == "bootstrap"
+    assert [layer["Arn"] for layer in config["Layers"]] == [foreign]
+
+
+def test_two_regions(aws: FakeAws, tmp_path: Path) -> None:
+    for region in (REGION, "us-east-1"):
+        aws.create_function("orders", region=region)
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"]), regions=(REGION, "us-east-1")))
+
+    assert result.ok
+    assert sorted(result.layer_arns) == [REGION, "us-east-1"]
+    for region in (REGION, "us-east-1"):
+        assert result.layer_arns[region].startswith(f"arn:aws:lambda:{region}:")
+        config = aws.function("orders", region)
+        assert config["Runtime"] == "provided.al2023"
+        assert [layer["Arn"] for layer in config["Layers"]] == [result.layer_arns[region]]
+    assert sorted(f.region for f in result.functions) == [REGION, "us-east-1"]
+
+
+def test_publish_and_alias_created_then_moved(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64")
+    first = deploy(aws.url, desired(artifacts(tmp_path / "a", ["orders"]), publish=True, alias="live",
+                                    commit="abc123"))
+    assert (first.functions[0].version, first.functions[0].alias) == ("1", "live")
+    assert aws.client("lambda").get_alias(FunctionName="orders", Name="live")["FunctionVersion"] == "1"
+    assert aws.function("orders", qualifier="1")["Description"] == "abc123"
+
+    second = deploy(aws.url, desired(artifacts(tmp_path / "b", ["orders"], version="v2"), publish=True,
+                                     alias="live", commit="def456"))
+
+    assert [s["action"] for s in second.plan] == ["reuse-layer", "update-code", "publish-version", "update-alias"]
+    assert second.functions[0].version == "2"
+    assert aws.client("lambda").get_alias(FunctionName="orders", Name="live")["FunctionVersion"] == "2"
+
+
+def test_s3_bucket_sends_code_and_layer_through_s3(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_bucket("deploy-bucket")
+    aws.create_function("orders")
+    zips = artifacts(tmp_path, ["orders"])
+
+    result = deploy(aws.url, desired(zips, s3_bucket="deploy-bucket", s3_prefix="ci/"))
+
+    assert result.ok
+    puts = [r.path for r in aws.proxy.mutating() if r.method == "PUT" and "/2015-03-31/" not in r.path]
+    assert sorted(puts) == sorted([f"/deploy-bucket/ci/layers/{LAYER}/{zips[''].sha256}.zip",
+                                   f"/deploy-bucket/ci/functions/orders/{zips['orders'].sha256}.zip"])
+    code = aws.proxy.matching("PUT", r"/functions/orders/code$")[0].json()
+    assert "ZipFile" not in code and code["S3Bucket"] == "deploy-bucket"
+    assert aws.function("orders")["CodeSha256"] == zips["orders"].code_sha256
+
+
+def test_dry_run_writes_nothing_and_shows_the_plan_the_executor_runs(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders")
+    want = desired(artifacts(tmp_path, ["orders"]), publish=True, alias="live")
+
+    plan = plan_for(aws.url, want)
+    dry = preview(plan)
+
+    assert aws.proxy.mutating() == []
+    assert dry.dry_run and dry.mutating_calls == 0
+    assert dry.functions[0].status == "planned" and dry.layer_published == {REGION: True}
+    # The executor runs exactly the plan the dry run showed.
+    session = make_session(aws.url)
+    real = execute(plan, {REGION: LambdaWriter(session, REGION)})
+    assert real.plan == dry.plan
+    kinds = [s["action"] for s in dry.plan]
+    assert kinds == ["publish-layer", "update-code", "update-config", "publish-version", "create-alias"]
+    assert [(r.method, r.path.split("/")[-1]) for r in aws.proxy.mutating()] == [
+        ("POST", "versions"), ("PUT", "code"), ("PUT", "configuration"), ("POST", "versions"), ("POST", "aliases")]
+
+
+def test_layer_permissions_added_once(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64")
+    zips = artifacts(tmp_path, ["orders"])
+    want = desired(zips, layer_permissions=["111122223333", "org:o-abcdefghij"])
+    assert deploy(aws.url, want).ok
+    policy = json.loads(aws.client("lambda").get_layer_version_policy(LayerName=LAYER, VersionNumber=1)["Policy"])
+    assert sorted(s["Sid"] for s in policy["Statement"]) == ["go-arm-lambda-111122223333", "go-arm-lambda-o-abcdefghij"]
+    aws.proxy.clear()
+
+    assert deploy(aws.url, want).ok
+
+    assert aws.proxy.mutating() == []
+
+
+# --- faults moto cannot produce, injected by the proxy ------------------------------------------------------
+
+
+def test_conflict_on_config_update_is_retried(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders")
+    aws.proxy.respond("PUT", CONFIG, status=409, code="ResourceConflictException",
+                      message="The operation cannot be performed at this time. An update is in progress")
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"])))
+
+    assert result.ok
+    assert [r.status for r in aws.proxy.matching("PUT", CONFIG)] == [409, 200]
+    assert aws.function("orders")["Runtime"] == "provided.al2023"
+
+
+def test_throttling_and_server_errors_are_retried(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders")
+    aws.proxy.respond("PUT", r"/code$", status=429, code="TooManyRequestsException", message="Rate exceeded")
+    aws.proxy.respond("POST", r"/layers/", status=500, code="ServiceException", message="internal")
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"])))
+
+    assert result.ok
+    assert [r.status for r in aws.proxy.matching("PUT", r"/code$")] == [429, 200]
+    assert [r.status for r in aws.proxy.matching("POST", r"/layers/")] == [500, 201]
+
+
+def test_retries_are_bounded(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders")
+    aws.proxy.respond("PUT", r"/code$", status=429, code="TooManyRequestsException", message="Rate exceeded",
+                      times=100)
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"])))
+
+    assert not result.ok
+    assert len(aws.proxy.matching("PUT", r"/code$")) == 5  # FAST.max_attempts
+    assert "TooManyRequestsException" in result.functions[0].error
+
+
+def test_connection_reset_mid_deploy_is_retried(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders")
+    aws.create_function("users")
+    aws.proxy.reset("PUT", r"/functions/users/code$")
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders", "users"])))
+
+    assert result.ok, result.all_errors()
+    assert [r.status for r in aws.proxy.matching("PUT", r"/functions/users/code$")] == [None, 200]
+    assert aws.function("users")["CodeSha256"] == result.functions[1].code_sha256
+
+
+def _status(status: str, reason: str = "") -> object:
+    def rewrite(body: bytes) -> bytes:
+        config = json.loads(body)
+        config["LastUpdateStatus"] = status
+        if reason:
+            config["LastUpdateStatusReason"] = reason
+        return json.dumps(config).encode()
+    return rewrite
+
+
+def test_waits_while_the_update_is_in_progress(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders")
+    aws.proxy.rewrite("GET", CONFIG, _status("InProgress"), times=2)  # type: ignore[arg-type]
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"])))
+
+    assert result.ok
+    polls = aws.proxy.matching("GET", CONFIG)
+    assert [r.fault for r in polls] == ["rewrite", "rewrite", None, None]  # two after the code, one after config
+    # The configuration update waited until the code update had finished.
+    order = [(r.method, r.fault) for r in aws.proxy.requests if r.method == "PUT" or r.fault]
+    assert order[:3] == [("PUT", None), ("GET", "rewrite"), ("GET", "rewrite")]
+
+
+def test_failed_update_stops_that_function_only(aws: FakeAws, tmp_path: Path) -> None:
+    for name in ("orders", "users", "admin"):
+        aws.create_function(name)
+    aws.proxy.rewrite("GET", r"/functions/users/configuration$",
+                      _status("Failed", "The runtime provided.al2023 is not supported here"))  # type: ignore[arg-type]
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders", "users", "admin"])))
+
+    assert not result.ok
+    report = by_name(result)
+    assert report["users"]["status"] == "failed"
+    assert "The runtime provided.al2023 is not supported here" in report["users"]["error"]
+    assert report["orders"]["status"] == report["admin"]["status"] == "updated"
+    # users stopped after the failed code update: its configuration was never sent.
+    assert aws.proxy.matching("PUT", r"/functions/users/configuration$") == []
+    assert aws.function("admin")["Runtime"] == "provided.al2023"
+    assert result.all_errors() == [f"users ({REGION}): {report['users']['error']}"]
+
+
+def test_layer_failure_leaves_the_regions_functions_not_touched(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders")
+    aws.proxy.respond("POST", r"/layers/", status=400, code="InvalidParameterValueException",
+                      message="Layer description too long")
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"])))
+
+    assert not result.ok
+    assert result.functions[0].status == "not-touched"
+    assert "Layer description too long" in result.errors[0]
+    assert aws.proxy.matching("PUT", r"/functions/") == []

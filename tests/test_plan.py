@@ -1,0 +1,118 @@
+"""Planning: everything is checked before the first write, and the plan says exactly what will change."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from awsfakes import REGION, FakeAws, artifacts, desired, plan_for
+from go_arm_lambda import limits
+from go_arm_lambda.config import FunctionSpec
+from go_arm_lambda.errors import UsageError
+from go_arm_lambda.plan import PendingLayer, merge_layers
+
+LAYER = "go-arm-lambda-bootstrap"
+OURS_V1 = f"arn:aws:lambda:{REGION}:123456789012:layer:{LAYER}:1"
+FOREIGN = f"arn:aws:lambda:{REGION}:999999999999:layer:datadog:7"
+
+
+def refused(aws: FakeAws, want: object, match: str) -> UsageError:
+    with pytest.raises(UsageError, match=match) as info:
+        plan_for(aws.url, want)  # type: ignore[arg-type]
+    assert aws.proxy.mutating() == [], "nothing may be written when the plan is refused"
+    return info.value
+
+
+def test_merge_layers_keeps_order_and_replaces_ours() -> None:
+    new = PendingLayer(LAYER)
+    assert merge_layers([FOREIGN, OURS_V1], LAYER, new) == (FOREIGN, new)
+    assert merge_layers([OURS_V1, FOREIGN], LAYER, new) == (new, FOREIGN)
+    assert merge_layers([FOREIGN], LAYER, new) == (FOREIGN, new)
+    assert merge_layers([OURS_V1, FOREIGN], LAYER, None) == (FOREIGN,)
+
+
+def test_too_many_layers_is_refused_before_any_write(aws: FakeAws, tmp_path: Path) -> None:
+    foreign = tuple(aws.publish_layer(f"foreign{i}") for i in range(5))
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64", layers=foreign)
+    error = refused(aws, desired(artifacts(tmp_path, ["orders"])), "would have 6 layers, over Lambda's 5")
+    assert "remove a layer" in str(error)
+
+
+def test_image_and_missing_functions_are_refused_together(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders", image=True)
+    aws.create_function("users")
+    error = refused(aws, desired(artifacts(tmp_path, ["orders", "ghost", "users"])), "2 functions cannot be")
+    assert "orders in eu-west-1 is a container image function (PackageType Image)" in error.what
+    assert "ghost does not exist in eu-west-1" in error.what
+
+
+def test_non_go_runtime_is_refused(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders", runtime="python3.12", handler="app.handler")
+    refused(aws, desired(artifacts(tmp_path, ["orders"])), "runs python3.12, not Go")
+
+
+@pytest.mark.parametrize(("arn", "match"), [
+    ("arn:aws:lambda:us-east-1:123456789012:function:orders", "is in us-east-1, but the deploy targets eu-west-1"),
+    ("arn:aws:lambda:eu-west-1:444455556666:function:orders", "belongs to account 444455556666"),
+])
+def test_arn_of_another_region_or_account_is_refused(aws: FakeAws, tmp_path: Path, arn: str, match: str) -> None:
+    aws.create_function("orders")
+    zips = artifacts(tmp_path, ["orders"])
+    want = desired(zips)
+    want = dataclasses.replace(want, functions=tuple(
+        dataclasses.replace(f, spec=FunctionSpec(arn, "./cmd/orders")) for f in want.functions))
+    refused(aws, want, match)
+
+
+def test_function_arn_of_the_target_is_accepted(aws: FakeAws, tmp_path: Path) -> None:
+    arn = aws.create_function("orders")["FunctionArn"]
+    want = desired(artifacts(tmp_path, ["orders"]))
+    want = dataclasses.replace(want, functions=tuple(
+        dataclasses.replace(f, spec=FunctionSpec(arn, "./cmd/orders")) for f in want.functions))
+    plan = plan_for(aws.url, want)
+    assert [s.target for s in plan.steps()][1:] == [arn, arn]
+
+
+def test_big_zip_needs_a_bucket(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders")
+    zips = artifacts(tmp_path, ["orders"])
+    zips["orders"] = dataclasses.replace(zips["orders"], size=limits.MAX_ZIP_IN_REQUEST + 1)
+    refused(aws, desired(zips), "give --s3-bucket")
+    # With a bucket the same zip goes through S3, in the function's own region.
+    plan = plan_for(aws.url, desired(zips, s3_bucket="deploy-{region}"))
+    uploads = [s.describe() for s in plan.steps() if s.action == "upload-s3"]
+    assert [u["target"] for u in uploads] == [LAYER, "orders"]
+    assert all(f"s3://deploy-{REGION}/go-arm-lambda/" in u["detail"] for u in uploads)
+
+
+def test_unzipped_limit(aws: FakeAws, tmp_path: Path) -> None:
+    zips = artifacts(tmp_path, ["orders"])
+    zips["orders"] = dataclasses.replace(zips["orders"], unzipped_size=limits.MAX_UNZIPPED)
+    refused(aws, desired(zips), "unzipped with the layer is")
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"alias": "123"}, "alias '123' is not valid"),
+    ({"alias": "live"}, "needs a version to point at"),
+    ({"layer_permissions": ["12345"]}, "layer permission '12345' is not valid"),
+    ({"s3_bucket": "Bad_Bucket"}, "S3 bucket name 'Bad_Bucket' is not valid"),
+    ({"layer_name": "bad name"}, "layer name 'bad name' is not valid"),
+])
+def test_inputs_are_checked_against_aws_rules(aws: FakeAws, tmp_path: Path, options: dict, match: str) -> None:
+    refused(aws, desired(artifacts(tmp_path, ["orders"]), **options), match)
+    assert aws.proxy.requests == [], "checked before even reading AWS"
+
+
+def test_plan_describes_each_step(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders", runtime="go1.x", handler="main")
+    plan = plan_for(aws.url, desired(artifacts(tmp_path, ["orders"]), layer_permissions=["*"]))
+    assert [(s["action"], s["target"]) for s in plan.describe()] == [
+        ("publish-layer", LAYER), ("add-layer-permission", LAYER), ("update-code", "orders"),
+        ("update-config", "orders")]
+    config = plan.describe()[-1]
+    assert config["region"] == REGION
+    assert config["detail"] == (f"runtime: go1.x -> provided.al2023; handler: main -> orders; "
+                                f"layers: [] -> [{LAYER}:(new version)]")
+    assert plan.describe()[1]["detail"].endswith("for principal * (statement go-arm-lambda-public)")
