@@ -1,0 +1,155 @@
+"""`go-arm-lambda doctor`: checks that this machine or image provides what a job needs, before a job needs it.
+
+No Docker engine is at hand where the image is written, so the image proves itself at start instead: the
+same checks run here, in CI, and as the first thing a user can run inside the container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from go_arm_lambda import proc
+from go_arm_lambda.errors import ToolchainError
+from go_arm_lambda.toolchain import CROSS_CC, CROSS_CC_PACKAGES, MIN_GO, find_go
+
+MIN_PYTHON = (3, 11)
+QEMU_NAMES = ("qemu-aarch64-static", "qemu-aarch64")
+_ARM64 = ("aarch64", "arm64")
+
+Status = Literal["ok", "warning", "error"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status  # "error" fails the doctor; "warning" is something only some jobs need
+    detail: str
+    fix: str = ""
+
+
+def _first_line(done: proc.Completed) -> str:
+    return ((done.stdout or done.stderr).strip().splitlines() or [""])[0]
+
+
+def _version_of(path: str, env: Mapping[str, str], arg: str = "--version") -> str:
+    try:
+        return _first_line(proc.run([path, arg], env=env, timeout=30))
+    except ToolchainError as exc:
+        return f"did not run: {exc.what}"
+
+
+def _check_go(go: str, env: dict[str, str]) -> tuple[Check, dict[str, str]]:
+    """The go on `env`'s PATH, judged by toolchain.find_go (the same rule a build applies), and its caches."""
+    path = shutil.which(go, path=env.get("PATH", ""))
+    if path is None:  # find_go would search os.environ's PATH, not the one being checked
+        need = f"{MIN_GO[0]}.{MIN_GO[1]}"
+        return Check("go", "error", f"Go toolchain {go!r} not found on PATH",
+                     f"install Go {need} or newer (GOARM64 needs {need}), or pass --go /path/to/go"), {}
+    try:
+        toolchain = find_go(path)
+    except ToolchainError as exc:
+        return Check("go", "error", exc.what, exc.fix), {}
+    # GOTOOLCHAIN=local: ask this go, not one that a go.mod nearby would make it download.
+    done = proc.run([toolchain.path, "env", "-json", "GOCACHE", "GOMODCACHE"],
+                    env={**env, "GOTOOLCHAIN": "local"}, timeout=60)
+    try:
+        goenv = json.loads(done.stdout) if done.ok else {}
+    except json.JSONDecodeError:
+        goenv = {}
+    return Check("go", "ok", f"{toolchain.version_text} at {toolchain.path}"), goenv
+
+
+def _check_writable(var: str, directory: str) -> Check:
+    fix = f"set {var} to a directory this user can write (under Actions it defaults into the workspace)"
+    if not directory or directory == "off":
+        return Check(var, "error", f"{var} is {directory or 'unset'}", fix)
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".go-arm-lambda-doctor-") as f:
+            f.write(b"ok")
+    except OSError as exc:
+        return Check(var, "error", f"{directory} is not writable ({exc.strerror or exc})", fix)
+    return Check(var, "ok", f"{directory} is writable")
+
+
+def _check_qemu(env: Mapping[str, str], machine: str) -> Check:
+    if machine.lower() in _ARM64:
+        return Check("qemu-aarch64", "ok", f"not needed: this {machine} machine runs arm64 binaries itself")
+    for name in QEMU_NAMES:
+        path = shutil.which(name, path=env.get("PATH", ""))
+        if path:
+            return Check("qemu-aarch64", "ok", f"{_version_of(path, env)} at {path}")
+    return Check("qemu-aarch64", "error",
+                 f"neither {' nor '.join(QEMU_NAMES)} is on PATH; smoke invocations need it to run arm64 "
+                 f"binaries on this {machine} machine",
+                 "install it (Debian/Ubuntu: apt-get install qemu-user-static), or pass --no-smoke")
+
+
+def _check_cross_cc(env: Mapping[str, str], cgo: bool) -> Check:
+    cc = env.get("CC_FOR_linux_arm64") or CROSS_CC
+    path = shutil.which(cc, path=env.get("PATH", ""))
+    if path:
+        return Check("cross-cc", "ok", f"{_version_of(path, env)} at {path}")
+    return Check("cross-cc", "error" if cgo else "warning",
+                 f"{cc} not found on PATH; only --cgo builds need it",
+                 f"install it (Debian/Ubuntu: apt-get install {CROSS_CC_PACKAGES}) to build with --cgo")
+
+
+def _check_git(env: Mapping[str, str]) -> Check:
+    path = shutil.which("git", path=env.get("PATH", ""))
+    if path is None:
+        return Check("git", "error", "git not found on PATH; go build needs it to stamp the commit",
+                     "install git (or build with GOFLAGS=-buildvcs=false)")
+    return Check("git", "ok", f"{_version_of(path, env)} at {path}")
+
+
+def _check_python() -> Check:
+    found = ".".join(map(str, sys.version_info[:3]))
+    if sys.version_info[:2] < MIN_PYTHON:
+        return Check("python", "error", f"Python {found} is older than {MIN_PYTHON[0]}.{MIN_PYTHON[1]}",
+                     "run go-arm-lambda with Python 3.11 or newer")
+    return Check("python", "ok", f"Python {found} at {sys.executable}")
+
+
+def run_doctor(env: Mapping[str, str] | None = None, *, go: str = "go", cgo: bool = False,
+               machine: str | None = None) -> list[Check]:
+    """Every check, in a stable order. `env` is the environment to look in (PATH, GOCACHE, ...; default
+    os.environ); `cgo=True` turns a missing cross compiler into an error; `machine` defaults to this one's."""
+    env = dict(os.environ if env is None else env)
+    go_check, goenv = _check_go(go, env)
+    checks = [go_check]
+    if go_check.status == "ok":
+        checks += [_check_writable(var, goenv.get(var, "")) for var in ("GOCACHE", "GOMODCACHE")]
+    checks += [_check_qemu(env, machine or platform.machine()), _check_cross_cc(env, cgo), _check_git(env),
+               _check_python()]
+    return checks
+
+
+def all_ok(checks: list[Check]) -> bool:
+    """The doctor's verdict: the CLI exits 0 when true, 1 otherwise. Warnings do not count."""
+    return all(c.status != "error" for c in checks)
+
+
+def checks_to_json(checks: list[Check]) -> str:
+    return json.dumps({"ok": all_ok(checks), "checks": [asdict(c) for c in checks]}, indent=2)
+
+
+def format_checks(checks: list[Check]) -> str:
+    width = max((len(c.name) for c in checks), default=0)
+    lines = []
+    for c in checks:
+        lines.append(f"{c.status:<8}{c.name:<{width}}  {c.detail}")
+        if c.fix and c.status != "ok":
+            lines.append(f"{'':<8}{'':<{width}}  fix: {c.fix}")
+    failed = sum(c.status == "error" for c in checks)
+    lines.append("all required checks passed" if not failed else f"{failed} required check(s) failed")
+    return "\n".join(lines) + "\n"
