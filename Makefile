@@ -1,8 +1,9 @@
 # Set-up and the two commands the README promises: `make test` and `make demo`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# qemu runs the arm64 binaries here; the cross compiler serves --cgo builds and their tests.
-APT_PACKAGES := qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+# qemu runs the arm64 binaries here; the cross compiler serves --cgo builds and their tests;
+# busybox and strace let the bootstrap tests prove it is POSIX sh and forks nothing.
+APT_PACKAGES := qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross busybox strace
 PYTEST_ARGS ?=
 
 .PHONY: setup system-deps test lint demo bench clean
@@ -11,7 +12,7 @@ setup: system-deps $(VENV)/.installed
 
 # Installs only what is missing, and only as root; otherwise it says what to install.
 system-deps:
-	@command -v go >/dev/null || { echo "go is not on PATH: install Go 1.22 or newer" >&2; exit 1; }
+	@command -v go >/dev/null || { echo "go is not on PATH: install Go 1.23 or newer" >&2; exit 1; }
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
@@ -19,10 +20,9 @@ system-deps:
 	  else echo "missing Debian packages:$$missing; run: sudo apt-get install$$missing" >&2; exit 1; fi; \
 	fi
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 lint: setup

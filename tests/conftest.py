@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# Fixtures shared across test modules: moto behind a fault-injecting proxy, and the GitHub API double.
+pytest_plugins = ["awsfakes", "githubdouble"]
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 FUNCTIONS_MODULE = FIXTURES / "functions"

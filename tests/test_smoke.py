@@ -421,7 +421,7 @@ def test_lost_exec_bit_fails_clearly(tmp_path: Path, fixture_bins: Path, layer_z
     assert not result.ok and result.error is not None
     if layered:
         assert result.error.startswith("function exited with status 15 during init: "
-                                       'bootstrap: handler "answer" is not executable')
+                                       'bootstrap: handler "answer" is not an executable file')
     else:
         assert result.error.startswith("function exited with status 126 during init: ")
         assert result.error.endswith("/bootstrap: Permission denied (the file has no exec bit)")

@@ -86,11 +86,16 @@ def build_and_package(cfg: Config, stage: Stage = no_stage) -> BuildOutput:
 
     with stage("package"):
         layer = package.package_layer(cfg.out / "layer.zip") if cfg.layer_mode else None
-        functions = []
-        for b in built:
+
+        def pack(b: build.BuiltFunction) -> FunctionArtifacts:
             artifact = package.package_function(b.binary, b.handler, cfg.out / f"{b.spec.short_name}.zip")
+            # Over 50 MB is fine here: the planner sends such zips through S3, or refuses without a bucket.
             package.check_limits(artifact, layer, b.spec.short_name)
-            functions.append(FunctionArtifacts(b, artifact, verdicts.get(b.binary)))
+            return FunctionArtifacts(b, artifact, verdicts.get(b.binary))
+
+        # zlib releases the GIL, so threads compress on every core.
+        with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
+            functions = list(pool.map(pack, built))
 
     if cfg.smoke:
         with stage("smoke"):

@@ -1,0 +1,166 @@
+"""The whole Action as a subprocess, as the runner starts it: INPUT_* variables, a real pull_request event,
+the GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files, the GitHub API double and moto as the endpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from awsfakes import FakeAws
+from conftest import EXAMPLES, require_tool
+from githubdouble import GitHubDouble
+
+REPO = "acme/shop"
+PR = 7
+REGION = "eu-west-1"
+TOKEN = "ghs_writeToken123"
+
+
+def _event(path: Path, *, fork: bool = False) -> Path:
+    head_repo = "someone/shop" if fork else REPO
+    path.write_text(json.dumps({
+        "action": "synchronize", "number": PR,
+        "pull_request": {"number": PR, "head": {"sha": "f" * 40, "repo": {"full_name": head_repo}},
+                         "base": {"ref": "main", "repo": {"full_name": REPO}}},
+        "repository": {"full_name": REPO}}))
+    return path
+
+
+def _parse_outputs(text: str) -> dict[str, str]:
+    """GITHUB_OUTPUT's file-command format: name<<DELIM / value lines / DELIM."""
+    out: dict[str, str] = {}
+    lines = iter(text.splitlines())
+    for line in lines:
+        name, _, delim = line.partition("<<")
+        value = []
+        for v in lines:
+            if v == delim:
+                break
+            value.append(v)
+        out[name] = "\n".join(value)
+    return out
+
+
+class Runner:
+    def __init__(self, tmp: Path, aws: FakeAws, gh: GitHubDouble) -> None:
+        self.tmp, self.aws, self.gh = tmp, aws, gh
+        self.workspace = tmp / "workspace"
+        shutil.copytree(EXAMPLES, self.workspace, ignore=shutil.ignore_patterns("demo.py"))
+        (tmp / "home").mkdir()
+        self.outputs, self.summary = tmp / "github_output", tmp / "step_summary"
+
+    def env(self, event: Path, **inputs: str) -> dict[str, str]:
+        go = require_tool("go")
+        require_tool("qemu-aarch64-static")
+        gocache = subprocess.run([go, "env", "GOCACHE", "GOMODCACHE"], capture_output=True, text=True, check=True)
+        cache, modcache = gocache.stdout.split()
+        env = {
+            "PATH": os.environ["PATH"], "HOME": str(self.tmp / "home"),
+            "GOCACHE": cache, "GOMODCACHE": modcache, "GOFLAGS": "-mod=mod",
+            "GITHUB_ACTIONS": "true", "CI": "true", "GITHUB_WORKSPACE": str(self.workspace),
+            "GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": str(event), "GITHUB_REPOSITORY": REPO,
+            "GITHUB_SHA": "f" * 40, "GITHUB_SERVER_URL": "https://github.example", "GITHUB_RUN_ID": "42",
+            "GITHUB_API_URL": self.gh.base_url, "GITHUB_OUTPUT": str(self.outputs),
+            "GITHUB_STEP_SUMMARY": str(self.summary),
+            "AWS_ENDPOINT_URL": self.aws.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(self.tmp / "none"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(self.tmp / "none"),
+            "INPUT_FUNCTIONS": "hello=./cmd/hello\norders-api=./cmd/orders\n", "INPUT_REGIONS": REGION,
+            "INPUT_PUBLISH-VERSION": "true", "INPUT_ALIAS": "live", "INPUT_GITHUB-TOKEN": TOKEN,
+            "INPUT_COMMENT": "auto", "INPUT_SMOKE": "true", "INPUT_DRY-RUN": "false",
+        }
+        return env | {f"INPUT_{k.upper()}": v for k, v in inputs.items()}
+
+    def run(self, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        self.outputs.write_text("")
+        self.summary.write_text("")
+        return subprocess.run([sys.executable, "-m", "go_arm_lambda", "action"], env=env, cwd=self.workspace,
+                              capture_output=True, text=True, timeout=300)
+
+    def outputs_now(self) -> dict[str, str]:
+        return _parse_outputs(self.outputs.read_text())
+
+
+@pytest.fixture
+def runner(tmp_path: Path, aws: FakeAws, github_double: GitHubDouble) -> Runner:
+    for name in ("hello", "orders-api"):  # already arm64, still on provided.al2 with the binary as bootstrap
+        aws.create_function(name, runtime="provided.al2", handler="bootstrap", architecture="arm64")
+    github_double.add_pull_request(REPO, PR)
+    github_double.state.tokens[TOKEN] = "write"
+    return Runner(tmp_path, aws, github_double)
+
+
+def _writes(gh: GitHubDouble) -> list[tuple[str, str]]:
+    return [(r.method, r.path) for r in gh.writes()]
+
+
+def test_deploys_reports_and_keeps_one_sticky_comment(runner: Runner, github_double: GitHubDouble) -> None:
+    event = _event(runner.tmp / "event.json")
+    first = runner.run(runner.env(event))
+    assert first.returncode == 0, first.stdout + first.stderr
+    out = runner.outputs_now()
+    assert set(out) == {"layer-arn", "layer-arns", "function-arns", "function-versions", "changed", "report"}
+    assert re.fullmatch(rf"arn:aws:lambda:{REGION}:\d{{12}}:layer:go-arm-lambda-bootstrap:1", out["layer-arn"])
+    arns = json.loads(out["function-arns"])[REGION]
+    assert arns["hello"].endswith(":function:hello") and arns["orders-api"].endswith(":function:orders-api")
+    assert json.loads(out["function-versions"]) == {REGION: {"hello": "1", "orders-api": "1"}}
+    assert out["changed"] == "true" and out["report"] == ".go-arm-lambda/report.json"
+    report: dict[str, Any] = json.loads((runner.workspace / out["report"]).read_text())
+    assert {f["name"]: f["status"] for f in report["functions"]} == {"hello": "updated", "orders-api": "updated"}
+
+    live = runner.aws.function("orders-api")
+    assert (live["Runtime"], live["Handler"]) == ("provided.al2023", "orders")
+    assert live["Layers"][0]["Arn"] == out["layer-arn"]
+
+    summary = runner.summary.read_text()
+    assert "orders-api" in summary and arns["orders-api"] in summary and out["layer-arn"] in summary
+    assert "::group::build" in first.stdout
+    # The token appears once: in the add-mask command that tells the runner to hide it, before anything else.
+    assert first.stdout.splitlines()[0] == f"::add-mask::{TOKEN}"
+    assert (first.stdout + first.stderr).count(TOKEN) == 1
+
+    comments = github_double.comments(REPO, PR)
+    assert len(comments) == 1 and arns["hello"] in comments[0]["body"]
+    assert "provided.al2 -> provided.al2023" in comments[0]["body"]
+
+    second = runner.run(runner.env(event))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert runner.outputs_now()["changed"] == "false"
+    comments = github_double.comments(REPO, PR)
+    assert len(comments) == 1  # edited in place, never a second copy
+    writes = _writes(github_double)
+    assert [m for m, _ in writes] == ["POST", "PATCH"]
+    assert writes[1][1].endswith(f"/issues/comments/{comments[0]['id']}")
+    assert all(r.headers.get("Authorization") == f"token {TOKEN}" for r in github_double.requests)
+
+
+def test_fork_pull_request_warns_and_deploy_result_stands(runner: Runner, github_double: GitHubDouble) -> None:
+    event = _event(runner.tmp / "event.json", fork=True)
+    done = runner.run(runner.env(event, **{"DRY-RUN": "true"}))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^::warning title=no PR comment::.*fork", done.stdout, re.MULTILINE)
+    assert _writes(github_double) == []
+    assert "Plan" in runner.summary.read_text()  # dry run: the plan is in the summary
+    assert runner.aws.function("hello")["Runtime"] == "provided.al2"  # and nothing was changed
+
+
+def test_failing_build_is_annotated_and_commented(runner: Runner, github_double: GitHubDouble) -> None:
+    broken = runner.workspace / "cmd" / "orders" / "main.go"
+    broken.write_text(broken.read_text().replace("r.Items += it.Quantity", "r.Items += it.Quantity + undefinedThing"))
+    done = runner.run(runner.env(_event(runner.tmp / "event.json")))
+    assert done.returncode == 1
+    assert re.search(r"^::error file=cmd/orders/main\.go,line=\d+,col=\d+,title=go build failed::undefined: "
+                     r"undefinedThing$", done.stdout, re.MULTILINE), done.stdout
+    comments = github_double.comments(REPO, PR)
+    assert len(comments) == 1 and "go build failed" in comments[0]["body"]
+    assert "go build failed" in runner.summary.read_text()
+    assert runner.aws.proxy.mutating() == []  # nothing half-done in AWS
+    assert "Traceback" not in done.stderr
