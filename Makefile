@@ -35,7 +35,7 @@ demo: setup
 	$(PY) examples/demo.py
 
 bench: setup
-	$(PY) bench/run.py
+	status=0; for b in bench/*.py; do echo "== $$b"; $(PY) $$b || status=1; done; exit $$status
 
 clean:
 	rm -rf .go-arm-lambda $(VENV) .pytest_cache

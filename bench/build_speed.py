@@ -79,16 +79,23 @@ def main() -> int:
     flags = build.build_flags(cfg)
     out = WORK / "out"
 
+    # Each run writes into a fresh directory, as in CI: go build skips the link when an up-to-date binary is
+    # already at the output path, which would turn every round after the first into a no-op.
+    def fresh(name: str) -> Path:
+        shutil.rmtree(out / name, ignore_errors=True)
+        return out / name
+
     def ours() -> None:
-        build.build(cfg, out / "ours")
+        build.build(cfg, fresh("ours"))
 
     def bare() -> None:
-        subprocess.run([go.path, "build", *flags, "-o", f"{out}/bare/", "./cmd/..."], cwd=module, env=env,
+        subprocess.run([go.path, "build", *flags, "-o", f"{fresh('bare')}/", "./cmd/..."], cwd=module, env=env,
                        check=True)
 
     def one_at_a_time() -> None:
+        dest = fresh("single")
         for n in names:
-            subprocess.run([go.path, "build", *flags, "-o", f"{out}/single/{n}", f"./cmd/{n}"], cwd=module,
+            subprocess.run([go.path, "build", *flags, "-o", f"{dest}/{n}", f"./cmd/{n}"], cwd=module,
                            env=env, check=True)
 
     ours()  # warm the Go cache: the goal is about warm builds

@@ -164,3 +164,15 @@ def test_failing_build_is_annotated_and_commented(runner: Runner, github_double:
     assert "go build failed" in runner.summary.read_text()
     assert runner.aws.proxy.mutating() == []  # nothing half-done in AWS
     assert "Traceback" not in done.stderr
+
+
+def test_verify_failure_is_annotated_on_the_function_source(runner: Runner) -> None:
+    plain = runner.workspace / "cmd" / "plain"
+    plain.mkdir()
+    (plain / "main.go").write_text('package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("no lambda.Start") }\n')
+    env = runner.env(_event(runner.tmp / "event.json"), functions="plain=./cmd/plain", comment="never")
+    done = runner.run(env)
+    assert done.returncode == 1
+    assert re.search(r"^::error file=cmd/plain/main\.go,title=verify failed::plain: .*aws-lambda-go",
+                     done.stdout, re.MULTILINE), done.stdout
+    assert runner.aws.proxy.mutating() == []

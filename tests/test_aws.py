@@ -122,3 +122,9 @@ def test_each_action_in_the_policy_is_needed(aws: FakeAws, moto_server: str, tmp
         assert errors, f"{action} is in the policy but the deploy works without it"
         assert f"access denied: {action} on " in errors[0], errors
         assert errors[0].endswith("grant it to the deploying role (see the minimal IAM policy in the README)")
+
+
+def test_the_readme_shows_this_policy() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("## The minimal IAM policy", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    assert json.loads(block) == json.loads(POLICY.read_text())

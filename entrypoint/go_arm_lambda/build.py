@@ -34,6 +34,13 @@ class BuiltFunction:
     handler: str  # the file name inside the zip, and the function's Handler
     binary: Path
     module_dir: Path
+    package_dir: Path
+
+    @property
+    def main_file(self) -> Path:
+        """The file to attach findings about this binary to (annotations need a file): main.go, or the first."""
+        main = self.package_dir / "main.go"
+        return main if main.is_file() else min(self.package_dir.glob("*.go"), default=self.package_dir)
 
 
 @dataclass(frozen=True)
@@ -150,10 +157,9 @@ def build(cfg: Config, out_dir: Path) -> list[BuiltFunction]:
         toolchain.check_module(go, module_dir / "go.mod")
     env = toolchain.build_env(go, goarm64=cfg.goarm64, cgo=cfg.cgo)
     flags = build_flags(cfg)
+    # Binaries from an earlier run stay: go build checks their build IDs and relinks only what changed.
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir.resolve()
-    for t in targets:  # a stale binary must never be packaged as if it were this build's
-        (out / t.binary_name).unlink(missing_ok=True)
 
     def build_module(module_dir: Path) -> proc.Completed:
         packages = list(dict.fromkeys(t.relative_package for t in modules[module_dir]))
@@ -171,7 +177,7 @@ def build(cfg: Config, out_dir: Path) -> list[BuiltFunction]:
                          "fix the compiler errors shown above",
                          locations=locations, details="\n".join(r.stderr.rstrip() for r in failed.values()))
     return [BuiltFunction(t.spec, BOOTSTRAP if cfg.mode == "bootstrap" else t.binary_name, out / t.binary_name,
-                          t.module_dir) for t in targets]
+                          t.module_dir, t.package_dir) for t in targets]
 
 
 def _shown(path: Path, source: Path) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from go_arm_lambda import __version__, build, package, proc, smoke, verify
 from go_arm_lambda.config import Config
-from go_arm_lambda.errors import SmokeError, UsageError, UserError, VerifyError
+from go_arm_lambda.errors import Location, SmokeError, UsageError, UserError, VerifyError
 
 Stage = Callable[[str], AbstractContextManager[object]]
 
@@ -79,10 +79,14 @@ def build_and_package(cfg: Config, stage: Stage = no_stage) -> BuildOutput:
                 verdicts.setdefault(b.binary, verify.verify_path(b.binary, policy))
             bad = [v for v in verdicts.values() if not v.ok]
             if bad:
-                first = next(f for f in bad[0].findings if f.severity == "error")
+                errors = {b.binary: [f for f in verdicts[b.binary].findings if f.severity == "error"] for b in built}
+                first = errors[bad[0].report.path][0]
+                # Each error is also pinned to the function's main file, so Actions shows it on the source.
+                locations = [Location(str(b.main_file), message=f"{b.spec.short_name}: {f.message}")
+                             for b in built for f in errors[b.binary]]
                 raise VerifyError(f"{len(bad)} binary(ies) failed verification; {first.message}",
                                   "fix the findings above, or pass --no-verify to skip the checks",
-                                  details=verify.format_table(list(verdicts.values())))
+                                  details=verify.format_table(list(verdicts.values())), locations=locations)
 
     with stage("package"):
         layer = package.package_layer(cfg.out / "layer.zip") if cfg.layer_mode else None
