@@ -12,6 +12,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,8 @@ def _print_json(doc: Any) -> None:
     print(json.dumps(doc, indent=2, sort_keys=False))
 
 
-def _stage(name: str):  # type: ignore[no-untyped-def]
+def _stage(name: str) -> AbstractContextManager[object]:
+    """A foldable group per stage under Actions; a header line on a terminal."""
     if actions.in_actions(os.environ):
         return actions.group(name)
     print(f"==> {name}", file=sys.stderr, flush=True)

@@ -102,7 +102,7 @@ def check_layer_name(name: str) -> None:
 def is_layer_arn_of(arn: str, layer_name: str) -> bool:
     """True for any version of the named layer (our own layer, to be replaced on update)."""
     m = _LAYER_ARN.match(arn)
-    return bool(m) and m.group(4) == layer_name
+    return m is not None and m.group(4) == layer_name
 
 
 def check_alias(alias: str) -> None:

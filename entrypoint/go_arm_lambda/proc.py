@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -60,3 +61,19 @@ def start(argv: Sequence[str | os.PathLike[str]], *, cwd: Path | None = None,
     except FileNotFoundError as exc:
         raise ToolchainError(f"cannot run {args[0]!r}: not found",
                              "install it or put it on PATH (go-arm-lambda doctor lists what is needed)") from exc
+
+
+def stop(child: subprocess.Popen[bytes], *, grace: float) -> None:
+    """SIGTERM the child's whole process group (what it exec'd or forked too), then SIGKILL after `grace`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if child.poll() is not None:
+            return
+        try:
+            os.killpg(child.pid, sig)  # start() gave it a session, and so a process group, of its own
+        except ProcessLookupError:
+            return
+        try:
+            child.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue

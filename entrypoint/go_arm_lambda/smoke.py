@@ -19,7 +19,6 @@ import re
 import shutil
 import signal
 import stat
-import subprocess
 import sys
 import tempfile
 import threading
@@ -209,7 +208,7 @@ def _make_handler(api: RuntimeApiEmulator) -> type[BaseHTTPRequestHandler]:
             if kind is None:
                 self._not_found()
                 return
-            error_type = trailers.get(ERROR_TYPE_HEADER.lower()) or self.headers.get(ERROR_TYPE_HEADER, "")
+            error_type = trailers.get(ERROR_TYPE_HEADER.lower()) or self.headers.get(ERROR_TYPE_HEADER) or ""
             if kind == "response" and error_type:
                 # A streamed response that failed half-way: aws-lambda-go puts the error in trailers.
                 kind, body = "error", _trailer_error_body(trailers, body)
@@ -519,14 +518,19 @@ def _invoke(api: RuntimeApiEmulator, argv: list[str], env: dict[str, str], cwd: 
     assert child.stdout is not None and child.stderr is not None
     threads = [threading.Thread(target=tail.drain, args=(stream,), daemon=True)
                for tail, stream in ((stdout, child.stdout), (stderr, child.stderr))]
-    threads.append(threading.Thread(target=lambda: (child.wait(), api.notify()), daemon=True))
+
+    def reap() -> None:  # wakes the runner the moment the function exits, e.g. during init
+        child.wait()
+        api.notify()
+
+    threads.append(threading.Thread(target=reap, daemon=True))
     for t in threads:
         t.start()
     try:
         api.wait_for(lambda: api.state.outcome is not None or child.poll() is not None, timeout)
         exited_early = child.poll() is not None
     finally:
-        _stop(child)
+        proc.stop(child, grace=STOP_GRACE_S)
     for t in threads:
         t.join(timeout=STOP_GRACE_S)
     outcome = api.state.outcome
@@ -570,22 +574,6 @@ def _parse_response(body: bytes) -> Any:
         return json.loads(body)
     except ValueError:
         return body.decode("utf-8", "replace")
-
-
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the whole process group (bootstrap, qemu, the function), then SIGKILL after a short grace."""
-    for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, STOP_GRACE_S)):
-        if child.poll() is not None:
-            return
-        try:
-            os.killpg(child.pid, sig)  # proc.start gave it a session (and group) of its own
-        except ProcessLookupError:
-            return
-        try:
-            child.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def format_result(result: SmokeResult) -> str:
