@@ -240,7 +240,8 @@ ACTION_INPUT_ALIASES = {
 
 
 def _action_input(env: Mapping[str, str], name: str) -> str | None:
-    # Runners keep hyphens (INPUT_GITHUB-TOKEN); shells and docker run can only set underscores.
+    # Runners keep hyphens (INPUT_GITHUB-TOKEN); shells and docker run can only set underscores. Not
+    # actions-toolkit's get_input: it knows only the hyphen spelling, and only os.environ.
     for key in (f"INPUT_{name.upper()}", f"INPUT_{name.upper().replace('-', '_')}"):
         if key in env:
             return env[key]
