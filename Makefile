@@ -13,7 +13,10 @@ setup: system-deps $(VENV)/.installed
 # Installs only what is missing, and only as root; otherwise it says what to install.
 system-deps:
 	@command -v go >/dev/null || { echo "go is not on PATH: install Go 1.23 or newer" >&2; exit 1; }
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@# Debian's own python3 needs python3-venv for `python3 -m venv`; other Pythons carry venv themselves.
+	@missing=""; \
+	python3 -c 'import ensurepip' 2>/dev/null || missing=" python3-venv"; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
@@ -21,6 +24,7 @@ system-deps:
 	fi
 
 $(VENV)/.installed: pyproject.toml constraints.txt
+	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "python3 is older than 3.11" >&2; exit 1; }
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@

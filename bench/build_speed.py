@@ -75,7 +75,7 @@ def main() -> int:
     functions = [f"{n}=./cmd/{n}" for n in names]
     cfg = config.load({"source": str(module), "functions": functions}, env={})
     go = build.toolchain.find_go()
-    env = build.toolchain.build_env(go, goarm64="v8.0", cgo=False)
+    env = build.toolchain.build_env(goarm64="v8.0", cgo=False)
     flags = build.build_flags(cfg)
     out = WORK / "out"
 

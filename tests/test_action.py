@@ -173,6 +173,18 @@ def test_verify_failure_is_annotated_on_the_function_source(runner: Runner) -> N
     env = runner.env(_event(runner.tmp / "event.json"), functions="plain=./cmd/plain", comment="never")
     done = runner.run(env)
     assert done.returncode == 1
-    assert re.search(r"^::error file=cmd/plain/main\.go,title=verify failed::plain: .*aws-lambda-go",
-                     done.stdout, re.MULTILINE), done.stdout
+    annotation = r"^::error file=cmd/plain/main\.go,line=5,title=verify failed::plain does not use .*aws-lambda-go"
+    assert re.search(annotation, done.stdout, re.MULTILINE), done.stdout
     assert runner.aws.proxy.mutating() == []
+
+
+def test_bad_input_still_reports_outputs_and_summary(runner: Runner, github_double: GitHubDouble) -> None:
+    done = runner.run(runner.env(_event(runner.tmp / "event.json"), **{"DRY-RUN": "maybe"}))
+    assert done.returncode == 2
+    assert re.search(r"^::error title=invalid input::input dry-run='maybe' is not a boolean\. use true or false$",
+                     done.stdout, re.MULTILINE), done.stdout
+    out = runner.outputs_now()
+    assert out["changed"] == "false" and out["report"] == ".go-arm-lambda/report.json"
+    assert "dry-run='maybe'" in json.loads((runner.workspace / out["report"]).read_text())["errors"][0]
+    assert runner.summary.read_text().count("dry-run='maybe'") == 1  # once, not once per layer of reporting
+    assert runner.aws.proxy.requests == [] and _writes(github_double) == []

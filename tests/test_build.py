@@ -180,3 +180,29 @@ def test_usage_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -
     assert code == 2
     assert err == ["error: --function: 'hello' is not NAME=PACKAGE. write each function as NAME=PACKAGE, "
                    "e.g. orders-api=./cmd/orders"]
+
+
+def test_binary_names_follow_go_for_module_roots_and_major_versions(tmp_path: Path) -> None:
+    main = "package main\n\nfunc main() {}\n"
+    src = _module(tmp_path / "shop", "module example.com/shop\n\ngo 1.22\n",
+                  {"main.go": main, "cmd/orders/v2/main.go": main})
+    built = build.build(_cfg(src, "root=.", "orders=./cmd/orders/v2"), tmp_path / "out")
+    assert [(b.handler, b.binary.name) for b in built] == [("shop", "shop"), ("orders", "orders")]
+    assert all(b.binary.is_file() for b in built)
+    (src / "cmd" / "orders" / "main.go").write_text(main)
+    with pytest.raises(UsageError, match="two packages would both build a binary named 'orders'"):
+        build.build(_cfg(src, "a=./cmd/orders", "b=./cmd/orders/v2"), tmp_path / "out")
+
+
+def test_compiler_continuation_lines_stay_with_their_message(tmp_path: Path) -> None:
+    src = _module(tmp_path / "m", "module m\n\ngo 1.22\n", {
+        "cmd/api/main.go": 'package main\n\nimport "github.com/nobody/missing"\n\nfunc main() { missing.X() }\n'})
+    with pytest.raises(BuildError) as exc:
+        build.build(_cfg(src, "api=./cmd/api"), tmp_path / "out")
+    messages = [loc.message for loc in exc.value.locations]
+    assert any("\n" in m and "go get" in m for m in messages), messages
+
+
+def test_source_that_is_a_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"source directory .*go\.mod is not a directory"):
+        build.build(_cfg(EXAMPLES / "go.mod", "hello=./cmd/hello"), tmp_path)

@@ -78,10 +78,49 @@ def test_build_stops_a_binary_verify_rejects(tmp_path: Path, capsys: pytest.Capt
                        "--out", str(tmp_path))
     assert code == 1
     assert "failed verification" in last_error(err) and "aws-lambda-go" in last_error(err)
-    assert not (tmp_path / "x.zip").exists()  # nothing packaged, nothing smoke-invoked
+    assert not (tmp_path / "functions" / "x.zip").exists()  # nothing packaged, nothing smoke-invoked
     code, _, _ = run(capsys, "build", "--source", str(FUNCTIONS_MODULE), "--function", "x=./cmd/nolambda",
                      "--out", str(tmp_path), "--no-verify", "--no-smoke")
-    assert code == 0 and (tmp_path / "x.zip").exists()
+    assert code == 0 and (tmp_path / "functions" / "x.zip").exists()
+
+
+def test_a_function_named_layer_keeps_the_layer_zip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "build", "--source", str(EXAMPLES), "--function", "layer=./cmd/hello",
+                       "--out", str(tmp_path), "--no-smoke", "--json")
+    doc = json.loads(out)
+    assert code == 0
+    with zipfile.ZipFile(doc["layer"]["zip"]) as z:
+        assert z.namelist() == ["bootstrap"]
+    assert doc["functions"][0]["zip"] != doc["layer"]["zip"]
+
+
+def test_json_stays_json_under_actions(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    code, out, err = run(capsys, "build", "--source", str(EXAMPLES), "--function", HELLO, "--out", str(tmp_path),
+                         "--no-smoke", "--json")
+    assert code == 0 and json.loads(out)["functions"][0]["name"] == "hello"
+    assert "==> build" in err
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--smoke-event", "{bad"], "is not valid JSON"),
+    (["--smoke-timeout", "inf"], "--smoke-timeout=inf is out of range"),
+    (["--endpoint-url", "notaurl", "--region", REGION], "endpoint URL 'notaurl' is not an http(s) URL"),
+    (["--layer-name", "arn:aws:lambda:eu-west-1:123456789012:layer:x", "--region", REGION],
+     "is an ARN, but layer mode publishes the layer itself"),
+])
+def test_bad_input_is_refused_before_building(flags: list[str], message: str, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "deploy", "--source", str(EXAMPLES), "--function", HELLO, "--out", str(tmp_path / "o"),
+                       *flags)
+    assert code == 2 and message in last_error(err)
+    assert "==> build" not in err and not (tmp_path / "o").exists()
+
+
+def test_file_system_problems_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "layer", "package", "--out", str(tmp_path))  # a directory, not a file
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 # --- verify, layer (smoke's CLI is tested in test_smoke) ---------------------------------------------
@@ -161,10 +200,26 @@ def test_deploy_refuses_bad_input_before_building(aws: FakeAws, tmp_path: Path,
 def test_deploy_missing_function_changes_nothing(aws: FakeAws, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     aws.create_function("hello", runtime="go1.x", handler="hello")
-    code, _, text = deploy(capsys, aws, tmp_path)
+    code, report, text = deploy(capsys, aws, tmp_path)
     assert code == 2
     assert "orders-api" in last_error(text) and "Traceback" not in text
     assert aws.proxy.mutating() == []  # hello was fine, but nothing is half-done
+    # The report still says what was built and what stopped the deploy.
+    assert report["errors"] and "orders-api" in report["errors"][0]
+    assert {f["name"]: f["verify"] for f in report["functions"]} == {"hello": "ok", "orders-api": "ok"}
+
+
+def test_functions_named_by_arn_keep_their_build_fields(aws: FakeAws, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    aws.create_function("hello", runtime="go1.x", handler="hello")
+    arn = f"arn:aws:lambda:{REGION}:123456789012:function:hello"
+    report = tmp_path / "r.json"
+    code, _, text = run(capsys, "deploy", "--source", str(EXAMPLES), "--function", f"{arn}=./cmd/hello",
+                        "--region", REGION, "--endpoint-url", aws.url, "--out", str(tmp_path / "d"), "--no-smoke",
+                        "--dry-run", "--report", str(report))
+    assert code == 0, text
+    entry = json.loads(report.read_text())["functions"][0]
+    assert entry["name"] == "hello" and entry["package"] == "./cmd/hello" and entry["zip_size"] > 0
 
 
 def test_deploy_without_credentials_is_one_line(aws: FakeAws, tmp_path: Path, capsys: pytest.CaptureFixture[str],

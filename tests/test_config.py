@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -53,12 +54,15 @@ def test_inputs_ignored_outside_actions(tmp_path: Path) -> None:
     ({"functions": ["a=./x", "a=./y"]}, "function 'a' is listed twice"),
     ({"functions": ["bad name=./x"]}, "function name 'bad name' is not valid"),
     ({"regions": ["Europe"]}, "region 'Europe' is not an AWS region name"),
-    ({"alias": "live"}, "--alias live needs a version to point at"),
+    ({"alias": "live"}, "alias live needs a published version to point at"),
     ({"alias": "123", "publish": True}, "alias '123' is not valid"),
     ({"layer_permissions": ["bob"]}, "layer permission 'bob' is not valid"),
     ({"concurrency": "0"}, "--concurrency=0 must be at least 1"),
     ({"smoke_timeout": "soon"}, "--smoke-timeout='soon' is not a number"),
     ({"s3_bucket": "My_Bucket"}, "S3 bucket name 'My_Bucket' is not valid"),
+    ({"smoke_timeout": "inf"}, "--smoke-timeout=inf is out of range"),
+    ({"smoke_timeout": "901"}, "--smoke-timeout=901 is out of range"),
+    ({"out": __file__}, "is a file"),
 ])
 def test_bad_values_name_the_input_and_the_fix(tmp_path: Path, given: dict[str, object], message: str) -> None:
     with pytest.raises(UsageError) as exc:
@@ -86,3 +90,28 @@ def test_config_file_errors(tmp_path: Path) -> None:
 def test_function_arn_short_name() -> None:
     spec = FunctionSpec("arn:aws:lambda:eu-west-1:123456789012:function:orders:live", "./cmd/orders")
     assert spec.short_name == "orders"
+
+
+def test_lists_split_on_commas_newlines_and_spaces_and_drop_repeats(tmp_path: Path) -> None:
+    cfg = config.load({"source": str(tmp_path), "regions": "eu-west-1, us-east-1\neu-west-1", "tags": "a b,c"},
+                      env={})
+    assert cfg.regions == ("eu-west-1", "us-east-1") and cfg.tags == ("a", "b", "c")
+
+
+def test_bucket_per_region(tmp_path: Path) -> None:
+    cfg = config.load({"source": str(tmp_path), "s3_bucket": "deploy-{region}", "regions": ["eu-west-1"]}, env={})
+    assert cfg.s3_bucket == "deploy-{region}"
+
+
+def test_config_file_values_must_have_the_right_shape(tmp_path: Path) -> None:
+    f = tmp_path / config.CONFIG_FILE_NAME
+    f.write_text('ldflags = ["-X", "main.v=1"]\n')
+    with pytest.raises(UsageError, match="ldflags must be a single value"):
+        config.load({"source": str(tmp_path)}, env={})
+    f.write_text('source = "/elsewhere"\n')
+    with pytest.raises(UsageError, match="'source' cannot be set in the file"):
+        config.load({"source": str(tmp_path)}, env={})
+    f.write_text('[smoke-event]\nname = "Ada"\n')
+    assert json.loads(config.load({"source": str(tmp_path)}, env={}).smoke_event) == {"name": "Ada"}
+    with pytest.raises(UsageError, match="cannot be read"):
+        config.load({"source": str(tmp_path), "config_file": str(tmp_path)}, env={})

@@ -10,13 +10,13 @@ from go_arm_lambda.errors import UsageError
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:orders"
 
 
-@pytest.mark.parametrize("name", ["orders", "a" * 64, "my_func-2", ARN, ARN + ":live", ARN + ":$LATEST",
+@pytest.mark.parametrize("name", ["orders", "a" * 64, "my_func-2", ARN, ARN + ":$LATEST",
                                   "arn:aws-cn:lambda:cn-north-1:123456789012:function:x"])
 def test_valid_function_names(name: str) -> None:
     limits.check_function_name(name)
 
 
-@pytest.mark.parametrize("name", ["", "a" * 65, "has space", "dots.not.allowed",
+@pytest.mark.parametrize("name", ["", "a" * 65, "has space", "dots.not.allowed", ARN + ":live", ARN + ":3",
                                   "arn:aws:lambda:eu-west-1:123:function:orders", "arn:aws:s3:::bucket"])
 def test_invalid_function_names(name: str) -> None:
     with pytest.raises(UsageError):
@@ -62,3 +62,11 @@ def test_alias_and_region() -> None:
     for bad in ("42", "a" * 129, "with.dot"):
         with pytest.raises(UsageError):
             limits.check_alias(bad)
+
+
+def test_handler_rule() -> None:
+    for good in ("orders", "bin/orders", "bootstrap", "a" * 128):
+        limits.check_handler(good)
+    for bad in ("", "a b", "/abs", "../up", "a/../b", "./a", "a//b", "a\\b", "a" * 129, "a\nb", "dir/"):
+        with pytest.raises(UsageError, match="is not valid"):
+            limits.check_handler(bad)

@@ -25,6 +25,8 @@ BASE_TAGS = ("lambda.norpc",)  # drops aws-lambda-go's go1.x RPC mode, about 2 M
 
 _PACKAGE_CLAUSE = re.compile(rb"^\s*package\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
 _BUILD_IGNORE = re.compile(rb"^//go:build\s+ignore\s*$", re.MULTILINE)
+_MODULE_LINE = re.compile(r"^module\s+\"?([^\s\"]+)", re.MULTILINE)
+_MAJOR_VERSION = re.compile(r"v([2-9]|[1-9][0-9]+)")
 _DIAGNOSTIC = re.compile(r"^(?P<file>[^\s:][^:]*\.go):(?P<line>\d+)(?::(?P<col>\d+))?: (?P<msg>.+)$")
 
 
@@ -36,11 +38,15 @@ class BuiltFunction:
     module_dir: Path
     package_dir: Path
 
-    @property
-    def main_file(self) -> Path:
-        """The file to attach findings about this binary to (annotations need a file): main.go, or the first."""
-        main = self.package_dir / "main.go"
-        return main if main.is_file() else min(self.package_dir.glob("*.go"), default=self.package_dir)
+    def main_location(self, message: str) -> Location:
+        """Where to pin a finding about this binary (annotations need a file): its `func main`, in main.go or
+        the first file that has one."""
+        files = sorted(self.package_dir.glob("*.go"), key=lambda f: (f.name != "main.go", f.name))
+        for f in files:
+            for number, line in enumerate(f.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                if line.startswith("func main()"):
+                    return Location(str(f), number, message=message)
+        return Location(str(files[0] if files else self.package_dir), message=message)
 
 
 @dataclass(frozen=True)
@@ -48,10 +54,16 @@ class _Target:
     spec: FunctionSpec
     package_dir: Path
     module_dir: Path
+    module_path: str
 
     @property
     def binary_name(self) -> str:
-        return self.package_dir.name
+        """The name go build gives the binary: the import path's last element, a /vN suffix skipped."""
+        rel = self.package_dir.relative_to(self.module_dir).as_posix()
+        elems = (self.module_path if rel == "." else f"{self.module_path}/{rel}").split("/")
+        if len(elems) > 1 and _MAJOR_VERSION.fullmatch(elems[-1]):
+            return elems[-2]
+        return elems[-1]
 
     @property
     def relative_package(self) -> str:
@@ -72,10 +84,14 @@ def build_flags(cfg: Config) -> list[str]:
     return ["-trimpath", "-buildvcs=false", "-tags", tags, "-ldflags", ldflags]
 
 
-def _find_module(package_dir: Path, spec: FunctionSpec) -> Path:
+def _find_module(package_dir: Path, spec: FunctionSpec) -> tuple[Path, str]:
+    """The module directory and module path (from go.mod's module line) that hold the package."""
     for d in (package_dir, *package_dir.parents):
         if (d / "go.mod").is_file():
-            return d
+            m = _MODULE_LINE.search((d / "go.mod").read_text(encoding="utf-8", errors="replace"))
+            if m is None:
+                raise UsageError(f"{d / 'go.mod'} has no module line", "add one, e.g. `module example.com/orders`")
+            return d, m.group(1)
     raise UsageError(f"function {spec.short_name}: {spec.package} is not inside a Go module (no go.mod above it)",
                      "run `go mod init` in the module root, or fix --source")
 
@@ -98,10 +114,12 @@ def resolve(cfg: Config) -> list[_Target]:
     """Turn NAME=PACKAGE pairs into build targets, or fail before anything is compiled."""
     if not cfg.functions:
         raise UsageError("no functions to build",
-                         "pass --function NAME=PACKAGE (e.g. orders=./cmd/orders) or list them in go-arm-lambda.toml")
+                         "pass --function NAME=PACKAGE (e.g. orders=./cmd/orders), the functions input, or list them "
+                         "in go-arm-lambda.toml")
     source = cfg.source.resolve()
     if not source.is_dir():
-        raise UsageError(f"source directory {cfg.source} does not exist", "fix --source (or working-directory)")
+        state = "is not a directory" if source.exists() else "does not exist"
+        raise UsageError(f"source directory {cfg.source} {state}", "fix --source (or working-directory)")
     targets: list[_Target] = []
     for spec in cfg.functions:
         if not spec.package.startswith("."):
@@ -110,7 +128,7 @@ def resolve(cfg: Config) -> list[_Target]:
         package_dir = (source / spec.package).resolve()
         if not package_dir.is_dir():
             raise UsageError(f"function {spec.short_name}: package {spec.package} does not exist under {cfg.source}",
-                             "fix the path in --function NAME=PACKAGE")
+                             "fix the package path in NAME=PACKAGE")
         name = _package_name(package_dir)
         if name is None:
             raise UsageError(f"function {spec.short_name}: {spec.package} has no Go files",
@@ -118,7 +136,7 @@ def resolve(cfg: Config) -> list[_Target]:
         if name != "main":
             raise UsageError(f"function {spec.short_name}: {spec.package} is package {name}, not a main package",
                              "point it at a command (package main) that calls lambda.Start")
-        targets.append(_Target(spec, package_dir, _find_module(package_dir, spec)))
+        targets.append(_Target(spec, package_dir, *_find_module(package_dir, spec)))
     _check_clashes(targets)
     return targets
 
@@ -136,13 +154,16 @@ def _check_clashes(targets: Sequence[_Target]) -> None:
 
 def _diagnostics(stderr: str, module_dir: Path) -> list[Location]:
     """The compiler's `file:line:col: message` lines, with paths made absolute (go prints them cwd-relative)."""
-    locations = []
+    locations: list[Location] = []
     for line in stderr.splitlines():
         m = _DIAGNOSTIC.match(line.strip())
         if m:
             col = int(m.group("col")) if m.group("col") else None
             locations.append(Location(str((module_dir / m.group("file")).resolve()), int(m.group("line")), col,
                                       m.group("msg")))
+        elif line.startswith("\t") and locations:  # go's continuation of the message above (e.g. "go get ...")
+            last = locations[-1]
+            locations[-1] = Location(last.file, last.line, last.col, f"{last.message}\n{line.strip()}")
     return locations
 
 
@@ -155,10 +176,14 @@ def build(cfg: Config, out_dir: Path) -> list[BuiltFunction]:
         modules.setdefault(t.module_dir, []).append(t)
     for module_dir in modules:
         toolchain.check_module(go, module_dir / "go.mod")
-    env = toolchain.build_env(go, goarm64=cfg.goarm64, cgo=cfg.cgo)
+    env = toolchain.build_env(goarm64=cfg.goarm64, cgo=cfg.cgo)
     flags = build_flags(cfg)
     # Binaries from an earlier run stay: go build checks their build IDs and relinks only what changed.
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the output directory {out_dir} ({exc.strerror})",
+                         "point --out at a writable directory") from None
     out = out_dir.resolve()
 
     def build_module(module_dir: Path) -> proc.Completed:
@@ -173,7 +198,8 @@ def build(cfg: Config, out_dir: Path) -> list[BuiltFunction]:
         source = cfg.source.resolve()
         locations = [loc for m, r in failed.items() for loc in _diagnostics(r.stderr, m)]
         names = ", ".join(_shown(m, source) for m in failed)
-        raise BuildError(f"go build failed in {names}" + (f" ({len(locations)} errors)" if locations else ""),
+        counted = f" ({len(locations)} error{'s' if len(locations) != 1 else ''})" if locations else ""
+        raise BuildError(f"go build failed in {names}{counted}",
                          "fix the compiler errors shown above",
                          locations=locations, details="\n".join(r.stderr.rstrip() for r in failed.values()))
     return [BuiltFunction(t.spec, BOOTSTRAP if cfg.mode == "bootstrap" else t.binary_name, out / t.binary_name,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from go_arm_lambda import __version__, actions, config, pipeline
-from go_arm_lambda.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UserError
+from go_arm_lambda.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, UserError
 
 PR_EVENTS = ("pull_request", "pull_request_target")
 S = argparse.SUPPRESS  # only flags the user gave reach config.load, so lower layers (INPUT_*, file) still count
@@ -139,19 +139,25 @@ def _print_json(doc: Any) -> None:
     print(json.dumps(doc, indent=2, sort_keys=False))
 
 
-def _stage(name: str) -> AbstractContextManager[object]:
-    """A foldable group per stage under Actions; a header line on a terminal."""
-    if actions.in_actions(os.environ):
-        return actions.group(name)
-    print(f"==> {name}", file=sys.stderr, flush=True)
-    return pipeline.no_stage(name)
+def _stager(cfg: config.Config) -> pipeline.Stage:
+    """A foldable group per stage under Actions; a header line on stderr otherwise, and always with --json,
+    whose stdout must be the JSON document alone (the runner reads workflow commands on stderr too)."""
+    grouped = actions.in_actions(os.environ) and not cfg.json
+
+    def stage(name: str) -> AbstractContextManager[object]:
+        if grouped:
+            return actions.group(name)
+        print(f"==> {name}", file=sys.stderr, flush=True)
+        return pipeline.no_stage(name)
+
+    return stage
 
 
 # --- commands ----------------------------------------------------------------------------------------------
 
 def cmd_build(args: argparse.Namespace) -> int:
     cfg = config.load(_given(args))
-    out = pipeline.build_and_package(cfg, _stage)
+    out = pipeline.build_and_package(cfg, _stager(cfg))
     if cfg.json:
         _print_json(out.to_json())
     else:
@@ -204,6 +210,8 @@ def cmd_layer_upload(args: argparse.Namespace) -> int:
 
     limits.check_bucket_name(args.bucket)
     limits.check_region(args.region)
+    if not 0 < len(args.key.encode()) <= 1024:
+        raise UsageError(f"S3 key {args.key!r} is not valid", "give 1 to 1024 bytes, e.g. layers/bootstrap.zip")
     artifact = package.package_layer(Path(".go-arm-lambda") / "layer.zip")
     target = aws.upload_layer(args.bucket, args.key, artifact.path, args.region, args.endpoint_url)
     doc = {"bucket": target.bucket, "key": target.key, "sha256": artifact.sha256, "size": artifact.size}
@@ -215,60 +223,58 @@ def cmd_layer_upload(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _emit(cfg: config.Config, report_doc: dict[str, Any]) -> None:
+def cmd_deploy(args: argparse.Namespace) -> int:
     from go_arm_lambda import report
 
-    if cfg.report:
-        pipeline.write_report(cfg.report, report_doc)
-    if cfg.json:
-        _print_json(report_doc)
-    else:
-        print(report.text_table(report_doc))
-
-
-def cmd_deploy(args: argparse.Namespace) -> int:
     cfg = config.load(_given(args))
-    report_doc, ok = pipeline.run_job(cfg, _stage, deploy=True)
-    _emit(cfg, report_doc)
-    for line in report_doc["errors"]:
+    result = pipeline.run_job(cfg, _stager(cfg), deploy=True)
+    if cfg.report:
+        pipeline.write_report(cfg.report, result.report)
+    if cfg.json:
+        _print_json(result.report)
+    elif result.error is None:
+        print(report.text_table(result.report))
+    if result.error is not None:
+        raise result.error
+    for line in result.report["errors"]:  # functions that failed while the others deployed
         print(f"error: {line}", file=sys.stderr)
-    return EXIT_OK if ok else EXIT_FAILED
+    return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def cmd_action(args: argparse.Namespace) -> int:
     """The Action: inputs from INPUT_*, the job, then the report file, outputs, job summary and PR comment.
 
-    Whatever fails, the report, summary and comment still say what happened; then the error is raised
-    for main() to present (annotation and exit code).
+    Whatever fails, even reading the inputs, the report, outputs, summary and comment still say what happened.
     """
     from go_arm_lambda import report
 
     env = os.environ
-    cfg = config.load({}, use_action_inputs=True)
-    actions.mask(cfg.github_token)
-    os.environ.update(actions.prepare_container(env, cfg.source.resolve()))
     workspace = Path(env.get("GITHUB_WORKSPACE") or ".")
-    report_path = cfg.report or workspace / ".go-arm-lambda" / "report.json"
-    failure: UserError | None = None
+    cfg: config.Config | None = None
     try:
+        cfg = config.load({}, use_action_inputs=True)
+        actions.mask(cfg.github_token)
+        os.environ.update(actions.prepare_container(env, cfg.source.resolve()))
         # Regions given: build and deploy. None: build, verify, smoke and package only (a pull request check).
-        report_doc, ok = pipeline.run_job(cfg, _stage, deploy=bool(cfg.regions))
-    except UserError as err:
-        failure, ok = err, False
-        report_doc = pipeline.job_report(cfg, None, None, errors=[str(err)])
-    pipeline.write_report(report_path, report_doc)
-    shown_path = actions.relative_to_workspace(report_path)
-    actions.set_outputs(report.action_outputs(report_doc, shown_path))
-    actions.append_summary(report.summary_markdown(report_doc))
-    _comment(cfg, report_doc)
-    for path in (workspace / ".go-arm-lambda", cfg.out, report_path):
+        result = pipeline.run_job(cfg, _stager(cfg), deploy=bool(cfg.regions))
+    except UserError as err:  # the inputs themselves were wrong
+        result = pipeline.JobResult(pipeline.job_report(cfg or config.Config(), None, None, errors=[str(err)]),
+                                    False, err)
+    report_path = (cfg.report if cfg and cfg.report else None) or workspace / ".go-arm-lambda" / "report.json"
+    pipeline.write_report(report_path, result.report)
+    actions.set_outputs(report.action_outputs(result.report, actions.relative_to_workspace(report_path)))
+    actions.append_summary(report.summary_markdown(result.report))
+    if cfg is not None:
+        _comment(cfg, result.report)
+    for path in (workspace / ".go-arm-lambda", report_path, *([cfg.out] if cfg else [])):
         actions.chown_like_workspace(path)
-    if failure is not None:
-        raise failure
-    for line in report_doc["errors"]:
+    if result.error is not None:
+        present_error(result.error, summary=False)  # the summary already lists it
+        return result.error.exit_code
+    for line in result.report["errors"]:
         actions.annotate("error", line, title="deploy failed")
-    print(report.text_table(report_doc))
-    return EXIT_OK if ok else EXIT_FAILED
+    print(report.text_table(result.report))
+    return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def _comment(cfg: config.Config, report_doc: dict[str, Any]) -> None:
@@ -283,8 +289,8 @@ def _comment(cfg: config.Config, report_doc: dict[str, Any]) -> None:
     try:
         pr = ghclient.pr_number_from_event(event_path, cfg.pr_number)
         if pr is None:
-            actions.annotate("warning", "comment: always, but this run has no pull request; "
-                             "set pr-number or run on pull_request events", title="no PR comment")
+            actions.annotate("warning", f"comment: {cfg.comment}, but this run's event names no pull request; "
+                             "set pr-number, or run on pull_request events", title="no PR comment")
             return
         if not cfg.github_token or not env.get("GITHUB_REPOSITORY"):
             actions.annotate("warning", "no github-token or GITHUB_REPOSITORY, so no PR comment was written; "
@@ -317,7 +323,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 # --- errors ------------------------------------------------------------------------------------------------
 
-def present_error(err: UserError) -> None:
+def present_error(err: UserError, *, summary: bool = True) -> None:
     if err.details:
         print(err.details.rstrip(), file=sys.stderr)
     print(f"error: {err}", file=sys.stderr)
@@ -326,7 +332,8 @@ def present_error(err: UserError) -> None:
             actions.annotate("error", loc.message or err.what, file=actions.relative_to_workspace(loc.file),
                              line=loc.line, col=loc.col, title=err.title)
         actions.annotate("error", str(err), title=err.title)
-        actions.append_summary(f"**{err.title}**: {err}\n")
+        if summary:
+            actions.append_summary(f"\n**{err.title}**: {err}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -335,15 +342,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage error
         return EXIT_USAGE if exc.code else EXIT_OK
-    debug = getattr(args, "debug", False) or os.environ.get("INPUT_DEBUG", "").lower() == "true"
+    # RUNNER_DEBUG is what "re-run with debug logging" sets in Actions.
+    debug = getattr(args, "debug", False) or os.environ.get("RUNNER_DEBUG") == "1"
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
     except UserError as err:
         if debug:
-            traceback.print_exc()
+            traceback.print_exception(err)
         present_error(err)
         return err.exit_code
+    except OSError as exc:  # a file or directory the user named: a clear line, not a traceback
+        if debug:
+            traceback.print_exc()
+        where = f" {exc.filename}" if exc.filename else ""
+        present_error(UserError(f"cannot use{where}: {exc.strerror or exc}", "check the path and its permissions"))
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

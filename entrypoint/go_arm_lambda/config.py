@@ -7,10 +7,11 @@ Actions, action.yml defaults never reach `docker run`, so the defaults here are 
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ MODES = ("layer", "bootstrap")
 RUNTIMES = ("provided.al2023", "provided.al2")
 COMMENT_POLICIES = ("auto", "always", "never")
 CONFIG_FILE_NAME = "go-arm-lambda.toml"
+MAX_TIMEOUT_S = 900  # Lambda's longest timeout
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,6 @@ class Config:
     comment_id: str = "default"
     pr_number: int | None = None
     json: bool = False
-    debug: bool = False
 
     @property
     def layer_mode(self) -> bool:
@@ -84,20 +85,32 @@ class Config:
 # --- converters: each takes the raw value and a description of where it came from -------------------------
 
 def _split_list(raw: Any, where: str) -> tuple[str, ...]:
+    """A list from a TOML array, repeated flags, or one string separated by commas, newlines or spaces.
+
+    Repeats are dropped (first one wins): a region listed twice would otherwise be deployed twice at once.
+    """
     if isinstance(raw, list | tuple):
-        items = [str(x) for x in raw]
+        items = [_scalar(x, where) for x in raw]
     elif isinstance(raw, str):
-        # Action inputs are single strings; people write lists one per line or comma separated.
-        items = re.split(r"[,\n]", raw)
+        # Action inputs are single strings; people write lists one per line, comma or space separated.
+        items = re.split(r"[,\s]+", raw)
     else:
         raise UsageError(f"{where} must be a list of strings, not {raw!r}", "write it as a list or one per line")
-    return tuple(s.strip() for s in items if s.strip())
+    return tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
+
+
+def _scalar(raw: Any, where: str) -> str:
+    """A config file's value where one string is expected: a TOML table or array is a mistake, not text."""
+    if isinstance(raw, dict | list | tuple):
+        raise UsageError(f"{where} must be a single value, not {type(raw).__name__} {raw!r}",
+                         "write it as a quoted string")
+    return str(raw).strip()
 
 
 def _bool(raw: Any, where: str) -> bool:
     if isinstance(raw, bool):
         return raw
-    text = str(raw).strip().lower()
+    text = _scalar(raw, where).lower()
     if text in ("true", "yes", "1", "on"):
         return True
     if text in ("false", "no", "0", "off", ""):
@@ -107,7 +120,7 @@ def _bool(raw: Any, where: str) -> bool:
 
 def _int(raw: Any, where: str) -> int:
     try:
-        value = int(str(raw).strip())
+        value = int(_scalar(raw, where))
     except ValueError:
         raise UsageError(f"{where}={raw!r} is not a whole number", "give a number such as 8") from None
     if value < 1:
@@ -115,39 +128,48 @@ def _int(raw: Any, where: str) -> int:
     return value
 
 
-def _float(raw: Any, where: str) -> float:
+def _seconds(raw: Any, where: str) -> float:
     try:
-        value = float(str(raw).strip())
+        value = float(_scalar(raw, where))
     except ValueError:
         raise UsageError(f"{where}={raw!r} is not a number", "give seconds, such as 10") from None
-    if not value > 0:
-        raise UsageError(f"{where}={value:g} must be more than 0", "give seconds, such as 10")
+    # Lambda's own ceiling: a function that needs longer could not run on Lambda either.
+    if not 0 < value <= MAX_TIMEOUT_S:
+        raise UsageError(f"{where}={value:g} is out of range", f"give seconds from 1 to {MAX_TIMEOUT_S}, such as 10")
     return value
 
 
 def _text(raw: Any, where: str) -> str:
-    return str(raw).strip()
+    return _scalar(raw, where)
 
 
 def _optional_text(raw: Any, where: str) -> str | None:
-    return str(raw).strip() or None
+    return _scalar(raw, where) or None
 
 
 def _path(raw: Any, where: str) -> Path:
-    return Path(str(raw).strip())
+    return Path(_scalar(raw, where))
 
 
 def _optional_path(raw: Any, where: str) -> Path | None:
-    return Path(str(raw).strip()) if str(raw).strip() else None
+    text = _scalar(raw, where)
+    return Path(text) if text else None
 
 
 def _optional_int(raw: Any, where: str) -> int | None:
-    return _int(raw, where) if str(raw).strip() else None
+    return _int(raw, where) if _scalar(raw, where) else None
+
+
+def _event(raw: Any, where: str) -> str:
+    """The smoke event: JSON text or @FILE; in the config file a TOML table is taken as the JSON object."""
+    if isinstance(raw, dict | list):
+        return json.dumps(raw)
+    return _scalar(raw, where)
 
 
 def _choice(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
     def convert(raw: Any, where: str) -> str:
-        value = str(raw).strip()
+        value = _scalar(raw, where)
         if value not in choices:
             listed = ", ".join(choices)
             raise UsageError(f"{where}={value!r} is not one of {listed}", f"use one of {listed}")
@@ -156,7 +178,7 @@ def _choice(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
 
 
 def _goarm64(raw: Any, where: str) -> str:
-    value = str(raw).strip()
+    value = _scalar(raw, where)
     try:
         limits.check_goarm64(value)
     except UsageError as exc:
@@ -190,44 +212,39 @@ class _Field:
         return f"--{self.cli or self.flag}"
 
 
-def _f(convert: Callable[[Any, str], Any], flag: str, cli: str = "") -> _Field:
-    return _Field(convert, flag, cli)
-
-
 FIELDS: dict[str, _Field] = {
-    "source": _f(_path, "source"),
-    "config_file": _f(_optional_path, "config"),
-    "functions": _f(_functions, "functions", "function"),
-    "out": _f(_path, "out"),
-    "mode": _f(_choice(MODES), "mode"),
-    "runtime": _f(_choice(RUNTIMES), "runtime"),
-    "tags": _f(_split_list, "tags"),
-    "ldflags": _f(_text, "ldflags"),
-    "goarm64": _f(_goarm64, "goarm64"),
-    "cgo": _f(_bool, "cgo"),
-    "go": _f(_text, "go"),
-    "verify": _f(_bool, "verify"),
-    "allow_custom_runtime_client": _f(_bool, "allow-custom-runtime-client"),
-    "smoke": _f(_bool, "smoke"),
-    "smoke_event": _f(_text, "smoke-event"),
-    "smoke_timeout": _f(_float, "smoke-timeout"),
-    "regions": _f(_split_list, "regions", "region"),
-    "layer_name": _f(_text, "layer-name"),
-    "layer_permissions": _f(_split_list, "layer-permissions", "layer-permission"),
-    "publish": _f(_bool, "publish"),
-    "alias": _f(_optional_text, "alias"),
-    "s3_bucket": _f(_optional_text, "s3-bucket"),
-    "s3_prefix": _f(_text, "s3-prefix"),
-    "endpoint_url": _f(_optional_text, "endpoint-url"),
-    "dry_run": _f(_bool, "dry-run"),
-    "report": _f(_optional_path, "report"),
-    "concurrency": _f(_int, "concurrency"),
-    "github_token": _f(_optional_text, "github-token"),
-    "comment": _f(_choice(COMMENT_POLICIES), "comment"),
-    "comment_id": _f(_text, "comment-id"),
-    "pr_number": _f(_optional_int, "pr-number"),
-    "json": _f(_bool, "json"),
-    "debug": _f(_bool, "debug"),
+    "source": _Field(_path, "source"),
+    "config_file": _Field(_optional_path, "config"),
+    "functions": _Field(_functions, "functions", "function"),
+    "out": _Field(_path, "out"),
+    "mode": _Field(_choice(MODES), "mode"),
+    "runtime": _Field(_choice(RUNTIMES), "runtime"),
+    "tags": _Field(_split_list, "tags"),
+    "ldflags": _Field(_text, "ldflags"),
+    "goarm64": _Field(_goarm64, "goarm64"),
+    "cgo": _Field(_bool, "cgo"),
+    "go": _Field(_text, "go"),
+    "verify": _Field(_bool, "verify"),
+    "allow_custom_runtime_client": _Field(_bool, "allow-custom-runtime-client"),
+    "smoke": _Field(_bool, "smoke"),
+    "smoke_event": _Field(_event, "smoke-event"),
+    "smoke_timeout": _Field(_seconds, "smoke-timeout"),
+    "regions": _Field(_split_list, "regions", "region"),
+    "layer_name": _Field(_text, "layer-name"),
+    "layer_permissions": _Field(_split_list, "layer-permissions", "layer-permission"),
+    "publish": _Field(_bool, "publish"),
+    "alias": _Field(_optional_text, "alias"),
+    "s3_bucket": _Field(_optional_text, "s3-bucket"),
+    "s3_prefix": _Field(_text, "s3-prefix"),
+    "endpoint_url": _Field(_optional_text, "endpoint-url"),
+    "dry_run": _Field(_bool, "dry-run"),
+    "report": _Field(_optional_path, "report"),
+    "concurrency": _Field(_int, "concurrency"),
+    "github_token": _Field(_optional_text, "github-token"),
+    "comment": _Field(_choice(COMMENT_POLICIES), "comment"),
+    "comment_id": _Field(_text, "comment-id"),
+    "pr_number": _Field(_optional_int, "pr-number"),
+    "json": _Field(_bool, "json"),
 }
 
 # Action inputs whose names differ from the CLI flag, because the Action reads better with them.
@@ -264,13 +281,19 @@ def read_config_file(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"config file {path} does not exist", "create it or fix --config") from None
+        raise UsageError(f"config file {path} does not exist", "create it or fix the config path") from None
+    except OSError as exc:
+        raise UsageError(f"config file {path} cannot be read ({exc.strerror})",
+                         "point the config path at a readable TOML file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"config file {path} is not valid TOML ({exc})", "fix the syntax at that place") from None
     by_flag = {f.flag: key for key, f in FIELDS.items()} | ACTION_INPUT_ALIASES
     raw: dict[str, Any] = {}
     for k, v in data.items():
         key = by_flag.get(k) or by_flag.get(k.replace("_", "-"))
+        if key == "source":
+            raise UsageError(f"config file {path}: {k!r} cannot be set in the file that the source directory holds",
+                             "pass --source (or working-directory) instead")
         if key is None or key == "config_file":
             known = ", ".join(sorted(f.flag for f in FIELDS.values() if f.flag != "config"))
             raise UsageError(f"config file {path}: unknown key {k!r}", f"use one of: {known}")
@@ -290,34 +313,26 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
     cli_raw = {k: (v, FIELDS[k].cli_flag) for k, v in (cli or {}).items() if v is not None}
     action_raw = from_action_env(env) if use_action_inputs else {}
 
-    def given(key: str) -> Any:
-        for layer in (cli_raw, action_raw):
-            if key in layer:
-                return FIELDS[key].convert(*layer[key])
-        return None
-
-    source = given("source") or Config.source
-    config_file = given("config_file")
-    file_raw: dict[str, Any] = {}
-    if config_file is not None:
-        file_raw = read_config_file(config_file if config_file.is_absolute() else source / config_file)
-    elif (source / CONFIG_FILE_NAME).is_file():
-        config_file = source / CONFIG_FILE_NAME
-        file_raw = read_config_file(config_file)
-
     values: dict[str, Any] = {}
-    for layer in (file_raw, action_raw, cli_raw):
+    for layer in (action_raw, cli_raw):  # the file's location comes from these two
         for key, (raw, where) in layer.items():
             values[key] = FIELDS[key].convert(raw, where)
-    values["source"] = source
-    values["config_file"] = config_file
-    cfg = Config(**values)
+    source: Path = values.get("source", Config.source)
+    config_file: Path | None = values.get("config_file")
+    if config_file is not None:
+        config_file = config_file if config_file.is_absolute() else source / config_file
+    elif (source / CONFIG_FILE_NAME).is_file():
+        config_file = source / CONFIG_FILE_NAME
+    if config_file is not None:
+        in_file = read_config_file(config_file)
+        values = {key: FIELDS[key].convert(raw, where) for key, (raw, where) in in_file.items()} | values
+    cfg = Config(**(values | {"config_file": config_file}))
     _check_together(cfg)
     return cfg
 
 
 def _check_together(cfg: Config) -> None:
-    """Rules that involve more than one input, checked before any work starts."""
+    """Everything about the inputs that can be known without building or asking AWS, checked before any work."""
     seen: dict[str, str] = {}
     for spec in cfg.functions:
         limits.check_function_name(spec.name)
@@ -327,15 +342,28 @@ def _check_together(cfg: Config) -> None:
     for region in cfg.regions:
         limits.check_region(region)
     limits.check_layer_name(cfg.layer_name)
+    if cfg.layer_mode and cfg.layer_name.startswith("arn:"):
+        raise UsageError(f"layer name {cfg.layer_name} is an ARN, but layer mode publishes the layer itself",
+                         "give a bare layer name (e.g. go-arm-lambda-bootstrap)")
     if cfg.alias is not None:
         limits.check_alias(cfg.alias)
         if not cfg.publish:
-            raise UsageError(f"--alias {cfg.alias} needs a version to point at", "add --publish")
+            raise UsageError(f"alias {cfg.alias} needs a published version to point at",
+                             "also set publish (--publish, or publish-version: true)")
     for principal in cfg.layer_permissions:
         limits.check_layer_principal(principal)
     if cfg.s3_bucket is not None:
-        limits.check_bucket_name(cfg.s3_bucket)
+        # S3 code must sit in the function's region, so one bucket name may stand for one bucket per region.
+        for region in cfg.regions or ("us-east-1",):
+            limits.check_bucket_name(cfg.s3_bucket.replace("{region}", region))
+    if cfg.endpoint_url is not None:
+        url = urllib.parse.urlparse(cfg.endpoint_url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise UsageError(f"endpoint URL {cfg.endpoint_url!r} is not an http(s) URL",
+                             "give one such as http://localhost:4566, or leave it out for AWS")
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise UsageError(f"output directory {cfg.out} is a file", "point --out at a directory (it is created)")
+    if cfg.smoke:
+        from go_arm_lambda.smoke import load_event  # the runner owns the event format; fail now, not after the build
 
-
-def replace(cfg: Config, **changes: Any) -> Config:
-    return dataclasses.replace(cfg, **changes)
+        load_event(cfg.smoke_event)

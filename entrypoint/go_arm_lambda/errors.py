@@ -76,3 +76,9 @@ class AwsError(UserError):
 class GitHubError(UserError):
     title = "GitHub"
 
+
+class InternalError(UserError):
+    """A bug in go-arm-lambda, wrapped so that the Action still reports it; its cause keeps the traceback."""
+
+    title = "internal error"
+

@@ -15,20 +15,18 @@ MAX_UNZIPPED = 262_144_000  # function plus all its layers, unzipped
 MAX_LAYERS = 5
 
 RUNTIME_GLIBC = {"provided.al2023": (2, 34), "provided.al2": (2, 26)}
-MIGRATE_FROM_RUNTIMES = ("go1.x", "provided.al2")
 
 # Graviton2 (Neoverse-N1) is armv8.2-a and Lambda may still schedule arm64 functions on it.
 GOARM64_CEILING = (8, 2)
 _GOARM64 = re.compile(r"^v(8\.[0-9]|9\.[0-5])(,(lse|crypto))*$")
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$")
+_REGION_PART = r"[a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}"
+_REGION = re.compile(rf"^{_REGION_PART}$")
 _FUNCTION_ARN = re.compile(
-    r"^arn:(aws[a-zA-Z-]*):lambda:([a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}):(\d{12}):function:"
-    r"([a-zA-Z0-9_-]+)(?::(\$LATEST|[a-zA-Z0-9_-]+))?$")
+    rf"^arn:(aws[a-zA-Z-]*):lambda:({_REGION_PART}):(\d{{12}}):function:([a-zA-Z0-9_-]+)(?::(\$LATEST|[a-zA-Z0-9_-]+))?$")
 _LAYER_ARN = re.compile(
-    r"^arn:(aws[a-zA-Z-]*):lambda:([a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}):(\d{12}):layer:"
-    r"([a-zA-Z0-9_-]+)(?::(\d+))?$")
+    rf"^arn:(aws[a-zA-Z-]*):lambda:({_REGION_PART}):(\d{{12}}):layer:([a-zA-Z0-9_-]+)(?::(\d+))?$")
 _ACCOUNT = re.compile(r"^\d{12}$")
 _ORG = re.compile(r"^o-[a-z0-9]{10,32}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -69,6 +67,10 @@ def check_function_name(name: str) -> None:
                              "use arn:aws:lambda:REGION:ACCOUNT:function:NAME, or the bare function name")
         if len(parsed[2]) > 64:
             raise UsageError(f"function name {parsed[2]!r} is longer than 64 characters", "use the real name")
+        if parsed[3] not in (None, "$LATEST"):
+            # AWS updates only $LATEST; versions are immutable and aliases only point at them.
+            raise UsageError(f"function ARN {name} names version or alias {parsed[3]!r}, which cannot be updated",
+                             "name the function without a qualifier; use --publish --alias to move an alias")
         return
     if not _NAME.match(name) or len(name) > 64:
         raise UsageError(f"function name {name!r} is not valid",
@@ -87,6 +89,19 @@ def check_function_arn_target(name: str, region: str, account: str | None) -> No
     if account is not None and arn_account != account:
         raise UsageError(f"function {name} belongs to account {arn_account}, but the credentials are for {account}",
                          "use credentials for that account, or fix the ARN")
+
+
+def check_handler(handler: str) -> None:
+    """Lambda's Handler rule (no whitespace, 1-128 characters) plus what keeps the bootstrap inside the task root.
+
+    package, smoke and the planner all call this, so a zip we write is one we can also run and deploy.
+    """
+    parts = handler.split("/")
+    if (not handler or len(handler) > 128 or re.search(r"\s", handler) or handler.startswith("/")
+            or "\\" in handler or "" in parts or ".." in parts or "." in parts):
+        raise UsageError(f"handler {handler!r} is not valid",
+                         "use the binary's path inside the zip: 1-128 characters, no spaces, not absolute, "
+                         "no . or .. segments (e.g. orders)")
 
 
 def check_layer_name(name: str) -> None:

@@ -13,13 +13,13 @@ import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from go_arm_lambda import __version__, build, package, proc, smoke, verify
 from go_arm_lambda.config import Config
-from go_arm_lambda.errors import Location, SmokeError, UsageError, UserError, VerifyError
+from go_arm_lambda.errors import InternalError, SmokeError, UsageError, UserError, VerifyError
 
 Stage = Callable[[str], AbstractContextManager[object]]
 
@@ -48,17 +48,20 @@ class FunctionArtifacts:
 
 @dataclass
 class BuildOutput:
-    functions: list[FunctionArtifacts]
-    layer: package.Artifact | None
+    """What the build stages made so far; a failure part-way still leaves the finished part for the report."""
+
+    functions: list[FunctionArtifacts] = field(default_factory=list)
+    layer: package.Artifact | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "functions": [
                 {"name": f.built.spec.name, "package": f.built.spec.package, "handler": f.built.handler,
-                 "binary": str(f.built.binary), "zip": str(f.zip.path), "sha256": f.zip.sha256,
+                 "binary": str(f.built.binary), "zip": str(f.zip.path.resolve()), "sha256": f.zip.sha256,
                  "size": f.zip.size, "verify": f.verify_status, "smoke": f.smoke_status}
                 for f in self.functions],
-            "layer": None if self.layer is None else {"zip": str(self.layer.path), "sha256": self.layer.sha256},
+            "layer": None if self.layer is None else {"zip": str(self.layer.path.resolve()),
+                                                       "sha256": self.layer.sha256},
         }
 
 
@@ -66,8 +69,12 @@ def verify_policy(cfg: Config) -> verify.Policy:
     return verify.Policy(runtime=cfg.runtime, allow_custom_runtime_client=cfg.allow_custom_runtime_client)
 
 
-def build_and_package(cfg: Config, stage: Stage = no_stage) -> BuildOutput:
-    """Build, verify, package and smoke-invoke every function; any failure stops the job before AWS is touched."""
+def build_and_package(cfg: Config, stage: Stage = no_stage, output: BuildOutput | None = None) -> BuildOutput:
+    """Build, verify, package and smoke-invoke every function; any failure stops the job before AWS is touched.
+
+    Results land in `output` as each stage finishes, so a caller that catches a failure still has them.
+    """
+    output = BuildOutput() if output is None else output
     with stage("build"):
         built = build.build(cfg, cfg.out / "bin")
 
@@ -75,36 +82,42 @@ def build_and_package(cfg: Config, stage: Stage = no_stage) -> BuildOutput:
     if cfg.verify:
         with stage("verify"):
             policy = verify_policy(cfg)
-            for b in built:
-                verdicts.setdefault(b.binary, verify.verify_path(b.binary, policy))
-            bad = [v for v in verdicts.values() if not v.ok]
-            if bad:
-                errors = {b.binary: [f for f in verdicts[b.binary].findings if f.severity == "error"] for b in built}
-                first = errors[bad[0].report.path][0]
-                # Each error is also pinned to the function's main file, so Actions shows it on the source.
-                locations = [Location(str(b.main_file), message=f"{b.spec.short_name}: {f.message}")
-                             for b in built for f in errors[b.binary]]
-                raise VerifyError(f"{len(bad)} binary(ies) failed verification; {first.message}",
-                                  "fix the findings above, or pass --no-verify to skip the checks",
-                                  details=verify.format_table(list(verdicts.values())), locations=locations)
+            for binary in dict.fromkeys(b.binary for b in built):  # two functions may share one binary
+                verdicts[binary] = verify.verify_path(binary, policy)
+            check_verdicts(built, verdicts)
 
     with stage("package"):
-        layer = package.package_layer(cfg.out / "layer.zip") if cfg.layer_mode else None
+        output.layer = package.package_layer(cfg.out / "layer.zip") if cfg.layer_mode else None
 
         def pack(b: build.BuiltFunction) -> FunctionArtifacts:
-            artifact = package.package_function(b.binary, b.handler, cfg.out / f"{b.spec.short_name}.zip")
+            # Their own directory: a function named "layer" must not overwrite layer.zip.
+            artifact = package.package_function(b.binary, b.handler, cfg.out / "functions" / f"{b.spec.short_name}.zip")
             # Over 50 MB is fine here: the planner sends such zips through S3, or refuses without a bucket.
-            package.check_limits(artifact, layer, b.spec.short_name)
+            package.check_limits(artifact, output.layer, b.spec.short_name)
             return FunctionArtifacts(b, artifact, verdicts.get(b.binary))
 
         # zlib releases the GIL, so threads compress on every core.
         with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
-            functions = list(pool.map(pack, built))
+            output.functions = list(pool.map(pack, built))
 
     if cfg.smoke:
         with stage("smoke"):
-            run_smoke(cfg, functions, layer)
-    return BuildOutput(functions, layer)
+            run_smoke(cfg, output.functions, output.layer)
+    return output
+
+
+def check_verdicts(built: list[build.BuiltFunction], verdicts: dict[Path, verify.Verdict]) -> None:
+    """One VerifyError for every binary with errors, each error also pinned to its function's `func main`."""
+    errors = {b: [f for f in verdicts[b.binary].findings if f.severity == "error"] for b in built}
+    failing = [b for b, found in errors.items() if found]
+    if not failing:
+        return
+    locations = [b.main_location(f.message) for b in failing for f in errors[b]]
+    count = len({b.binary for b in failing})
+    first = errors[failing[0]][0].message
+    raise VerifyError(f"{count} binar{'y' if count == 1 else 'ies'} failed verification; {first}",
+                      "fix the findings above, or pass --no-verify to skip the checks",
+                      details=verify.format_table(list(verdicts.values())), locations=locations)
 
 
 def run_smoke(cfg: Config, functions: list[FunctionArtifacts], layer: package.Artifact | None) -> None:
@@ -142,7 +155,7 @@ def git_commit(source: Path) -> str | None:
 
 def _function_fields(cfg: Config, f: FunctionArtifacts) -> dict[str, Any]:
     """What the build knows about a function, for the report's function entries."""
-    return {"name": f.built.spec.name, "package": f.built.spec.package, "handler": f.built.handler,
+    return {"name": f.built.spec.short_name, "package": f.built.spec.package, "handler": f.built.handler,
             "zip_size": f.zip.size, "sha256": f.zip.sha256, "code_sha256": f.zip.code_sha256,
             "architecture": "arm64", "runtime": cfg.runtime, "verify": f.verify_status, "smoke": f.smoke_status}
 
@@ -153,7 +166,7 @@ def job_report(cfg: Config, output: BuildOutput | None, deployed: dict[str, Any]
 
     Without a deploy (build only, or a failure before it) the functions carry the build's fields alone.
     """
-    built = {f.built.spec.name: _function_fields(cfg, f) for f in output.functions} if output else {}
+    built = {f.built.spec.short_name: _function_fields(cfg, f) for f in output.functions} if output else {}
     layer = None
     if cfg.layer_mode:
         layer = {"name": cfg.layer_name, "arns": {}, "published": {}}
@@ -174,17 +187,33 @@ def job_report(cfg: Config, output: BuildOutput | None, deployed: dict[str, Any]
     }
 
 
-def run_job(cfg: Config, stage: Stage = no_stage, *, deploy: bool) -> tuple[dict[str, Any], bool]:
-    """The whole job; returns the job report and whether everything succeeded."""
-    if deploy and not cfg.regions:  # before the build: nothing is worth building for a deploy that cannot start
-        raise UsageError("no region to deploy to", "give --region (or the regions input), e.g. eu-west-1")
-    output = build_and_package(cfg, stage)
-    if not deploy:
-        return job_report(cfg, output, None), True
-    return deploy_built(cfg, output, stage)
+@dataclass
+class JobResult:
+    report: dict[str, Any]
+    ok: bool
+    error: UserError | None = None  # what stopped the job, if something did
 
 
-def deploy_built(cfg: Config, output: BuildOutput, stage: Stage = no_stage) -> tuple[dict[str, Any], bool]:
+def run_job(cfg: Config, stage: Stage = no_stage, *, deploy: bool) -> JobResult:
+    """The whole job. Never raises: whatever fails, the report says what was done and what stopped it."""
+    output = BuildOutput()
+    try:
+        if deploy and not cfg.regions:  # before the build: nothing is worth building for a deploy that cannot start
+            raise UsageError("no region to deploy to", "give --region (or the regions input), e.g. eu-west-1")
+        build_and_package(cfg, stage, output)
+        if not deploy:
+            return JobResult(job_report(cfg, output, None), True)
+        return deploy_built(cfg, output, stage)
+    except UserError as err:
+        return JobResult(job_report(cfg, output, None, errors=[str(err)]), False, err)
+    except Exception as exc:  # a bug: still report and comment, and keep the traceback for --debug
+        err = InternalError(f"internal error: {type(exc).__name__}: {exc}",
+                            "run again with --debug and report the traceback")
+        err.__cause__ = exc
+        return JobResult(job_report(cfg, output, None, errors=[str(err)]), False, err)
+
+
+def deploy_built(cfg: Config, output: BuildOutput, stage: Stage = no_stage) -> JobResult:
     """Plan against AWS, then execute (or only preview on --dry-run). Returns the job report and success."""
     # Imported here so that build, verify and package never load boto3, not even through this module.
     from go_arm_lambda import aws, execute, plan
@@ -204,7 +233,7 @@ def deploy_built(cfg: Config, output: BuildOutput, stage: Stage = no_stage) -> t
         with stage("deploy"):
             result = execute.execute(the_plan, {r: aws.LambdaWriter(session, r) for r in cfg.regions},
                                      cfg.concurrency)
-    return job_report(cfg, output, result.to_report()), result.ok
+    return JobResult(job_report(cfg, output, result.to_report()), result.ok)
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:

@@ -69,7 +69,7 @@ def check_module(toolchain: GoToolchain, go_mod: Path) -> None:
                          f"install Go {need} or newer, pass --go, or set GOTOOLCHAIN=auto to let go download it")
 
 
-def build_env(toolchain: GoToolchain, *, goarm64: str, cgo: bool) -> dict[str, str]:
+def build_env(*, goarm64: str, cgo: bool) -> dict[str, str]:
     """The environment of every build: linux/arm64, no surprise toolchain downloads, cgo only when asked."""
     overrides = {"GOOS": "linux", "GOARCH": "arm64", "GOARM64": goarm64, "CGO_ENABLED": "1" if cgo else "0"}
     if "GOTOOLCHAIN" not in os.environ:
