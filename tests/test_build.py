@@ -32,10 +32,12 @@ def _sha(path: Path) -> str:
 
 
 def _go_logger(tmp_path: Path) -> tuple[Path, Path]:
-    """A `go` that records each invocation, then runs the real go: proves how many builds we start."""
+    """A `go` that records when each invocation starts and ends around the real go: proves how many builds we
+    start and that they overlap."""
     log = tmp_path / "go-calls.log"
     shim = tmp_path / "go"
-    shim.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {require_tool("go")} "$@"\n')
+    shim.write_text(f'#!/bin/sh\necho "start $(date +%s.%N) $*" >> {log}\n{require_tool("go")} "$@"\nrc=$?\n'
+                    f'echo "end $(date +%s.%N) $*" >> {log}\nexit $rc\n')
     shim.chmod(0o755)
     return shim, log
 
@@ -55,11 +57,14 @@ def test_one_go_build_per_module_and_modules_in_parallel(tmp_path: Path) -> None
     cfg = _cfg(EXAMPLES, "hello=./cmd/hello", "orders=./cmd/orders", "a=../tests/fixtures/functions/cmd/answer",
                "f=../tests/fixtures/functions/cmd/fail", go=str(shim))
     built = build.build(cfg, tmp_path / "bin")
-    builds = [line for line in log.read_text().splitlines() if line.startswith("build ")]
-    assert len(builds) == 2, builds  # two modules, two invocations, each with all its packages
-    assert any("./cmd/hello ./cmd/orders" in line for line in builds)
-    assert any("./cmd/answer ./cmd/fail" in line for line in builds)
-    assert all("-trimpath -buildvcs=false -tags lambda.norpc -ldflags -s -w" in line for line in builds)
+    events = [line.split(" ", 2) for line in log.read_text().splitlines() if " build " in f" {line} "]
+    starts = [(float(t), argv) for kind, t, argv in events if kind == "start"]
+    ends = [float(t) for kind, t, _ in events if kind == "end"]
+    assert len(starts) == 2, starts  # two modules, two invocations, each with all its packages
+    assert any("./cmd/hello ./cmd/orders" in argv for _, argv in starts)
+    assert any("./cmd/answer ./cmd/fail" in argv for _, argv in starts)
+    assert all("-trimpath -buildvcs=false -tags lambda.norpc -ldflags -s -w" in argv for _, argv in starts)
+    assert max(t for t, _ in starts) < min(ends)  # the second module started before the first one finished
     assert len(built) == 4
 
 
@@ -106,11 +111,17 @@ def test_cgo_build_uses_the_cross_compiler(tmp_path: Path) -> None:
     (("x=./internal/greet",), "function x: ./internal/greet is package greet, not a main package"),
     (("x=./cmd",), "function x: ./cmd has no Go files"),
 ])
-def test_bad_packages_fail_before_building(functions: tuple[str, ...], message: str, tmp_path: Path) -> None:
+def test_bad_packages_fail_before_building(functions: tuple[str, ...], message: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(UsageError) as exc:
         build.build(_cfg(EXAMPLES, *functions), tmp_path)
     assert message in str(exc.value)
     assert not any(tmp_path.iterdir())
+    argv = [arg for f in functions for arg in ("--function", f)]
+    assert cli.main(["build", "--source", str(EXAMPLES), *argv, "--out", str(tmp_path / "o")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [line for line in lines if line.startswith("error")] == [f"error: {exc.value}"]
+    assert lines[-1].startswith("error")
 
 
 def _module(root: Path, gomod: str, files: dict[str, str]) -> Path:

@@ -70,7 +70,7 @@ def test_build_smoke_invokes_each_function(tmp_path: Path, capsys: pytest.Captur
     assert code == 1
     assert last_error(err) == ("error: smoke invocation of fail failed: Handler returned an error: errorString: "
                                "order 42 was rejected. run `go-arm-lambda smoke` on its zip to see it, fix the "
-                               "function, or pass --no-smoke")
+                               "function, or turn smoke off (--no-smoke, or smoke: false)")
 
 
 def test_build_stops_a_binary_verify_rejects(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -116,7 +116,7 @@ def check_verdicts(built: list[build.BuiltFunction], verdicts: dict[Path, verify
     count = len({b.binary for b in failing})
     first = errors[failing[0]][0].message
     raise VerifyError(f"{count} binar{'y' if count == 1 else 'ies'} failed verification; {first}",
-                      "fix the findings above, or pass --no-verify to skip the checks",
+                      "fix the findings above, or turn the checks off (--no-verify, or verify: false)",
                       details=verify.format_table(list(verdicts.values())), locations=locations)
 
 
@@ -135,7 +135,8 @@ def run_smoke(cfg: Config, functions: list[FunctionArtifacts], layer: package.Ar
     if failed:
         f = failed[0]
         raise SmokeError(f"smoke invocation of {f.built.spec.short_name} failed: {f.smoke.error if f.smoke else ''}",
-                         "run `go-arm-lambda smoke` on its zip to see it, fix the function, or pass --no-smoke",
+                         "run `go-arm-lambda smoke` on its zip to see it, fix the function, or turn smoke off "
+                         "(--no-smoke, or smoke: false)",
                          details="\n".join(f"{x.built.spec.short_name}: {smoke.format_result(x.smoke)}"
                                            for x in failed if x.smoke))
 

@@ -24,6 +24,15 @@ class Completed:
         return self.returncode == 0
 
 
+def _not_found(program: str, cwd: Path | None) -> ToolchainError:
+    # Popen reports a missing working directory with the same exception as a missing program.
+    if cwd is not None and not Path(cwd).is_dir():
+        return ToolchainError(f"cannot run {program!r} in {cwd}: the directory does not exist",
+                              "check the source directory")
+    return ToolchainError(f"cannot run {program!r}: not found",
+                          "install it or put it on PATH (go-arm-lambda doctor lists what is needed)")
+
+
 def merged_env(overrides: Mapping[str, str] | None = None, *, drop: Sequence[str] = ()) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(overrides or {})
@@ -39,8 +48,7 @@ def run(argv: Sequence[str | os.PathLike[str]], *, cwd: Path | None = None,
         cp = subprocess.run(args, cwd=cwd, env=dict(env) if env is not None else None, input=input_text,
                             capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError as exc:
-        raise ToolchainError(f"cannot run {args[0]!r}: not found",
-                             "install it or put it on PATH (go-arm-lambda doctor lists what is needed)") from exc
+        raise _not_found(args[0], cwd) from exc
     except subprocess.TimeoutExpired as exc:
         raise ToolchainError(f"{' '.join(args[:3])} did not finish within {timeout:g} s",
                              "look for a hung build or raise the timeout") from exc
@@ -59,8 +67,7 @@ def start(argv: Sequence[str | os.PathLike[str]], *, cwd: Path | None = None,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
     except FileNotFoundError as exc:
-        raise ToolchainError(f"cannot run {args[0]!r}: not found",
-                             "install it or put it on PATH (go-arm-lambda doctor lists what is needed)") from exc
+        raise _not_found(args[0], cwd) from exc
 
 
 def stop(child: subprocess.Popen[bytes], *, grace: float) -> None:
