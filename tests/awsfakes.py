@@ -2,8 +2,9 @@
 
 boto3 talks real HTTP to the proxy, the proxy to moto. moto never reports InProgress, never throttles and
 ignores Architectures on update_function_code, so the proxy supplies what moto lacks: canned error responses,
-connection resets, rewritten responses and latency, and a record of every request sent, so tests assert on
-what went over the wire.
+connection resets (before moto sees the request, or after it acted: the answer lost), rewritten responses and
+latency, and a record of every request sent (with its region and timing), so tests assert on what went over
+the wire.
 
 Fixtures: `moto_server` (session) and `aws` (per test: moto reset, credentials in the environment, a fresh
 proxy). tests/ is on sys.path under pytest: conftest registers them (`pytest_plugins`).
@@ -54,6 +55,14 @@ class Recorded:
     body: bytes
     status: int | None = None  # None: the connection was reset
     fault: str | None = None
+    started: float = 0.0  # time.monotonic() when the request arrived and when its answer (or reset) went out
+    finished: float = 0.0
+
+    @property
+    def region(self) -> str:
+        """The region the request was signed for (SigV4's credential scope: key/date/region/service/...)."""
+        m = re.search(r"Credential=[^/]+/\d+/([^/]+)/", self.headers.get("Authorization", ""))
+        return m.group(1) if m else ""
 
     @property
     def mutating(self) -> bool:
@@ -72,7 +81,7 @@ class Fault:
 
     method: str
     path: str
-    kind: str  # respond | reset | rewrite
+    kind: str  # respond | reset | lose (forward, then reset: done, but the answer never arrives) | rewrite
     times: int = 1
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
@@ -121,6 +130,12 @@ class FaultProxy:
 
     def reset(self, method: str, path: str, *, times: int = 1) -> Fault:
         fault = Fault(method, path, "reset", times)
+        self.faults.append(fault)
+        return fault
+
+    def lose_answer(self, method: str, path: str, *, times: int = 1) -> Fault:
+        """moto does the request, then the connection drops before the answer: the caller cannot tell."""
+        fault = Fault(method, path, "lose", times)
         self.faults.append(fault)
         return fault
 
@@ -173,14 +188,23 @@ class FaultProxy:
             def _handle(self) -> None:
                 body = self._body()
                 path, _, query = self.path.partition("?")
-                rec = Recorded(self.command, path, query, dict(self.headers.items()), body)
+                rec = Recorded(self.command, path, query, dict(self.headers.items()), body,
+                               started=time.monotonic())
                 with proxy._lock:
                     proxy.requests.append(rec)
+                try:
+                    self._answer(rec, body, path)
+                finally:
+                    rec.finished = time.monotonic()
+
+            def _answer(self, rec: Recorded, body: bytes, path: str) -> None:
                 if proxy.latency:
                     time.sleep(proxy.latency)
                 fault = proxy._take_fault(self.command, path)
                 rec.fault = fault.kind if fault else None
-                if fault and fault.kind == "reset":
+                if fault and fault.kind in ("reset", "lose"):
+                    if fault.kind == "lose":
+                        self._forward(body)
                     # SO_LINGER 0: close() sends RST, as a dropped connection on the internet looks.
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.close_connection = True
@@ -303,8 +327,9 @@ class FakeAws:
         return self.client("lambda", region).get_function(**params)["Configuration"]  # type: ignore[no-any-return]
 
     def create_bucket(self, name: str, region: str = REGION) -> None:
-        self.client("s3", region).create_bucket(
-            Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+        # us-east-1 is S3's default and refuses to be named as a location constraint.
+        where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        self.client("s3", region).create_bucket(Bucket=name, **where)
 
 
 @pytest.fixture(scope="session")

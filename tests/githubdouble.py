@@ -11,6 +11,8 @@ Tokens: `Authorization: token T` or `Bearer T`; unknown -> 401 "Bad credentials"
 read but every write gets 403 "Resource not accessible by integration", as GITHUB_TOKEN does on a fork's
 pull request.
 Unknown repository, issue or comment -> 404 "Not Found". Every request is recorded for assertions.
+Faults: `state.fail_with` answers every request with one status; `state.bad_gateway_creates` answers the next
+comment creates with 502, the comment created anyway (True: the gateway lost GitHub's answer) or not (False).
 
 Use `with GitHubDouble() as gh:` (or `GitHubDouble(prefix="/api/v3")`), or the `github_double` fixture
 registered by conftest.py (`pytest_plugins`).
@@ -50,6 +52,7 @@ class _State:
     requests: list[Recorded] = field(default_factory=list)
     next_id: int = 1000
     fail_with: int | None = None  # answer every request with this status (to test timeouts and retries)
+    bad_gateway_creates: list[bool] = field(default_factory=list)  # see the module docstring
 
 
 class GitHubDouble:
@@ -214,7 +217,12 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "POST":
                 if not isinstance(body, dict) or not isinstance(body.get("body"), str):
                     return self._error(422, "Invalid request.\n\n\"body\" wasn't supplied.")
+                created_anyway = d.state.bad_gateway_creates.pop(0) if d.state.bad_gateway_creates else None
+                if created_anyway is False:
+                    return self._error(502, "Bad Gateway")
                 cid = d._create(repo, n, body["body"], "github-actions[bot]")
+                if created_anyway:
+                    return self._error(502, "Bad Gateway")
                 data = d.comment_json(d.state.comments[cid])
                 return self._send(201, data, {"Location": data["url"]})
         if len(rest) == 3 and rest[:2] == ["issues", "comments"] and method == "PATCH":

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from awsfakes import REGION, FakeAws, artifacts, deploy, desired, plan_for, reset_moto, set_moto_auth
+from awsfakes import FAST, REGION, FakeAws, artifacts, deploy, desired, plan_for, reset_moto, set_moto_auth
 from go_arm_lambda.aws import LambdaView, make_session, upload_layer
 from go_arm_lambda.errors import AwsError, UserError
 
@@ -52,6 +53,36 @@ def test_upload_layer_puts_the_zip(aws: FakeAws, tmp_path: Path) -> None:
     assert body == zips[""].path.read_bytes()
 
 
+@pytest.mark.parametrize(("method", "path", "ask", "answer"), [
+    ("GET", r"^/deploy-bucket$", lambda view: view.bucket_region("deploy-bucket"), REGION),
+    ("POST", r"^/$", lambda view: view.account_id(), "123456789012"),  # STS
+])
+def test_a_garbled_answer_is_retried(aws: FakeAws, method: str, path: str, ask: Any, answer: str) -> None:
+    aws.create_bucket("deploy-bucket")
+    # An HTML error page from a proxy in place of S3's or STS's XML: botocore cannot parse it.
+    aws.proxy.rewrite(method, path, lambda body: b"<html><body>502 Bad Gateway<br></body></html>")
+    assert ask(LambdaView(make_session(aws.url, timing=FAST), REGION)) == answer
+    assert [r.fault for r in aws.proxy.matching(method, path)] == ["rewrite", None]
+
+
+def test_a_garbled_answer_that_persists_is_one_clear_line(aws: FakeAws) -> None:
+    aws.create_bucket("deploy-bucket")
+    aws.proxy.rewrite("GET", r"^/deploy-bucket$", lambda body: b"<html><body>502<br></body></html>", times=100)
+    with pytest.raises(AwsError, match=r"^GetBucketLocation for S3 bucket deploy-bucket in eu-west-1: AWS's "
+                                       r"answer could not be read \(mismatched tag: line 1, column 21\)\. run the "):
+        LambdaView(make_session(aws.url, timing=FAST), REGION).bucket_region("deploy-bucket")
+    assert len(aws.proxy.matching("GET", r"^/deploy-bucket$")) == FAST.max_attempts
+
+
+def test_an_answer_without_a_needed_field_is_one_clear_line(aws: FakeAws) -> None:
+    aws.create_function("orders")
+    aws.proxy.rewrite("GET", r"/functions/orders$", lambda body: b'{"Code": {}}')
+    with pytest.raises(AwsError) as info:
+        LambdaView(make_session(aws.url, timing=FAST), REGION).function("orders")
+    assert str(info.value) == ("GetFunction for function orders in eu-west-1: AWS's answer has no Configuration. "
+                               "run the deploy again; if it persists, check that --endpoint-url points at AWS Lambda")
+
+
 def test_missing_bucket_is_a_clear_error(aws: FakeAws, tmp_path: Path) -> None:
     with pytest.raises(AwsError, match=r"s3://nope/k was not found in eu-west-1"):
         upload_layer("nope", "k", artifacts(tmp_path, [])[""].path, REGION, aws.url)
@@ -66,17 +97,18 @@ def _policy_actions() -> list[str]:
 
 def _deploys_with(aws: FakeAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                   actions: list[str]) -> list[str]:
+    """Sets up AWS, then deploys twice as an IAM user allowed only `actions`. Returns the errors.
+
+    The two deploys between them make every call the tool can make: the first publishes and shares the layer,
+    checks the bucket, uploads through S3 and creates an alias; the second reuses the layer (reading its
+    policy), looks for the newest published version and moves aliases.
+    """
     # moto 5.2.5 signs a body-less Lambda GET over its own parsed headers (`data=self._body or self._data` in
     # moto/iam/access_control.py), so every signed GetFunction fails with SignatureDoesNotMatch. Only that
     # comparison is skipped: the access key must still exist, and moto still decides which actions it may call.
     from moto.iam.access_control import IAMRequestBase
 
     monkeypatch.setattr(IAMRequestBase, "check_signature", lambda self: None)
-    """Sets up AWS, then deploys twice as an IAM user allowed only `actions`. Returns the errors.
-
-    The two deploys between them make every call the tool can make: the first publishes and shares the layer,
-    uploads through S3 and creates an alias; the second reuses the layer (reading its policy) and moves aliases.
-    """
     set_moto_auth(aws.moto_url, enforced=False)
     iam = aws.client("iam")
     iam.create_user(UserName="deployer")

@@ -95,3 +95,13 @@ def test_json_form(tmp_path: Path) -> None:
     assert data["ok"] is False
     assert {"name": "git", "status": "ok"}.items() <= data["checks"][-2].items()
     assert all(set(c) == {"name", "status", "detail", "fix"} for c in data["checks"])
+
+
+def test_git_is_needed_only_for_some_jobs(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": _bin_with(tmp_path, "go", "qemu-aarch64-static")}
+    checks = _by_name(run_doctor(env, machine="x86_64"))
+    git = checks["git"]
+    # Builds run with -buildvcs=false: without git only private modules and the report's commit are missing.
+    assert git.status == "warning"
+    assert "modules fetched straight from version control" in git.detail and "buildvcs" not in git.fix
+    assert all_ok(list(checks.values()))

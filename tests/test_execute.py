@@ -11,6 +11,7 @@ from go_arm_lambda.execute import execute, preview
 
 LAYER = "go-arm-lambda-bootstrap"
 CONFIG = r"/functions/[^/]+/configuration$"
+POLICY = rf"/layers/{LAYER}/versions/\d+/policy$"
 
 
 def by_name(result: object) -> dict[str, dict]:
@@ -50,6 +51,7 @@ def test_first_deploy_migrates_go1x_x86_and_provided_al2(aws: FakeAws, tmp_path:
     assert report["orders"]["changes"] == ["code", "architecture: x86_64 -> arm64", "runtime: go1.x -> provided.al2023",
                                            "handler: main -> orders", f"layers: [] -> [{LAYER}:(new version)]"]
     assert report["users"]["status"] == "updated" and report["users"]["changed"] is True
+    assert {(f["runtime"], f["architecture"]) for f in report.values()} == {("provided.al2023", "arm64")}
     assert result.mutating_calls == len(aws.proxy.mutating()) == 5
 
 
@@ -166,16 +168,18 @@ def test_dry_run_writes_nothing_and_shows_the_plan_the_executor_runs(aws: FakeAw
     aws.create_function("orders")
     want = desired(artifacts(tmp_path, ["orders"]), publish=True, alias="live")
 
-    plan = plan_for(aws.url, want)
-    dry = preview(plan)
+    dry = preview(plan_for(aws.url, want))
 
     assert aws.proxy.mutating() == []
     assert dry.dry_run and dry.mutating_calls == 0
     assert dry.functions[0].status == "planned" and dry.layer_published == {REGION: True}
-    # The executor runs exactly the plan the dry run showed.
+    # No layer version exists yet, so there is no ARN to show; the runtime is the one planned.
+    assert dry.to_report()["layer"]["arns"] == {}
+    assert (dry.functions[0].runtime, dry.functions[0].architecture) == ("provided.al2023", "arm64")
+    # A deploy planned afresh from the same AWS state runs exactly the plan the dry run showed.
     session = make_session(aws.url)
-    real = execute(plan, {REGION: LambdaWriter(session, REGION)})
-    assert real.plan == dry.plan
+    real = execute(plan_for(aws.url, want), {REGION: LambdaWriter(session, REGION)})
+    assert real.ok and real.plan == dry.plan
     kinds = [s["action"] for s in dry.plan]
     assert kinds == ["publish-layer", "update-code", "update-config", "publish-version", "create-alias"]
     assert [(r.method, r.path.split("/")[-1]) for r in aws.proxy.mutating()] == [
@@ -189,11 +193,61 @@ def test_layer_permissions_added_once(aws: FakeAws, tmp_path: Path) -> None:
     assert deploy(aws.url, want).ok
     policy = json.loads(aws.client("lambda").get_layer_version_policy(LayerName=LAYER, VersionNumber=1)["Policy"])
     assert sorted(s["Sid"] for s in policy["Statement"]) == ["go-arm-lambda-111122223333", "go-arm-lambda-o-abcdefghij"]
+    # An organization is shared with as AWS wants it: every principal, limited by OrganizationId.
+    assert [r.json() for r in aws.proxy.matching("POST", POLICY)] == [
+        {"StatementId": "go-arm-lambda-111122223333", "Action": "lambda:GetLayerVersion",
+         "Principal": "111122223333"},
+        {"StatementId": "go-arm-lambda-o-abcdefghij", "Action": "lambda:GetLayerVersion", "Principal": "*",
+         "OrganizationId": "o-abcdefghij"}]
     aws.proxy.clear()
 
     assert deploy(aws.url, want).ok
 
     assert aws.proxy.mutating() == []
+
+
+def test_one_principal_named_twice_is_shared_once(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64")
+    want = desired(artifacts(tmp_path, ["orders"]),
+                   layer_permissions=["111122223333", "arn:aws:iam::111122223333:root", "111122223333"])
+
+    result = deploy(aws.url, want)
+
+    assert result.ok, result.all_errors()
+    assert [s["action"] for s in result.plan].count("add-layer-permission") == 1
+    assert [(r.json()["Principal"], r.status) for r in aws.proxy.matching("POST", POLICY)] == [("111122223333", 200)]
+
+
+def test_publish_without_alias_publishes_only_what_changed(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64")
+    want = desired(artifacts(tmp_path / "a", ["orders"]), publish=True)
+    assert deploy(aws.url, want).functions[0].version == "1"
+    aws.proxy.clear()
+
+    again = deploy(aws.url, want)
+
+    assert aws.proxy.mutating() == [] and again.mutating_calls == 0
+    assert (again.functions[0].status, again.functions[0].version) == ("unchanged", "1")
+    changed = deploy(aws.url, desired(artifacts(tmp_path / "b", ["orders"], version="v2"), publish=True))
+    assert [s["action"] for s in changed.plan] == ["reuse-layer", "update-code", "publish-version"]
+    assert changed.functions[0].version == "2"
+    versions = aws.client("lambda").list_versions_by_function(FunctionName="orders")["Versions"]
+    assert [v["Version"] for v in versions] == ["$LATEST", "1", "2"]
+
+
+def test_alias_moves_to_an_identical_published_version_without_publishing(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64")
+    want = desired(artifacts(tmp_path, ["orders"]), publish=True)
+    assert deploy(aws.url, want).ok  # version 1, no alias yet
+    aws.proxy.clear()
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"]), publish=True, alias="live"))
+
+    assert [s["action"] for s in result.plan] == ["reuse-layer", "create-alias"]
+    assert result.plan[1]["detail"] == "live to version 1"
+    assert [(r.method, r.path.split("/")[-1]) for r in aws.proxy.mutating()] == [("POST", "aliases")]
+    assert (result.functions[0].version, result.functions[0].alias) == ("1", "live")
+    assert aws.client("lambda").get_alias(FunctionName="orders", Name="live")["FunctionVersion"] == "1"
 
 
 # --- faults moto cannot produce, injected by the proxy ------------------------------------------------------
@@ -221,6 +275,33 @@ def test_throttling_and_server_errors_are_retried(aws: FakeAws, tmp_path: Path) 
     assert result.ok
     assert [r.status for r in aws.proxy.matching("PUT", r"/code$")] == [429, 200]
     assert [r.status for r in aws.proxy.matching("POST", r"/layers/")] == [500, 201]
+
+
+def test_a_conflict_that_waiting_cannot_clear_is_not_retried(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders")
+    aws.proxy.respond("POST", POLICY, status=409, code="ResourceConflictException",
+                      message="The statement id (go-arm-lambda-public) provided already exists", times=100)
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"]), layer_permissions=["*"]))
+
+    # Asked once: the statement is there (its id names the principal), so the layer is shared as wanted.
+    assert len(aws.proxy.matching("POST", POLICY)) == 1
+    assert result.ok, result.all_errors()
+    assert by_name(result)["orders"]["status"] == "updated"
+
+
+def test_create_alias_whose_answer_was_lost_still_points_the_alias(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64")
+    aws.proxy.lose_answer("POST", r"/functions/orders/aliases$")
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"]), publish=True, alias="live"))
+
+    assert result.ok, result.all_errors()
+    # Created, but the answer never came; the retry then conflicts, so the alias is updated instead.
+    assert [r.status for r in aws.proxy.matching("POST", r"/aliases$")] == [None, 409]
+    assert len(aws.proxy.matching("PUT", r"/aliases/live$")) == 1
+    assert aws.client("lambda").get_alias(FunctionName="orders", Name="live")["FunctionVersion"] == "1"
+    assert (result.functions[0].version, result.functions[0].alias) == ("1", "live")
 
 
 def test_retries_are_bounded(aws: FakeAws, tmp_path: Path) -> None:
@@ -271,6 +352,26 @@ def test_waits_while_the_update_is_in_progress(aws: FakeAws, tmp_path: Path) -> 
     assert order[:3] == [("PUT", None), ("GET", "rewrite"), ("GET", "rewrite")]
 
 
+def test_waits_for_an_update_already_in_progress_before_writing(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders")
+
+    def in_progress(body: bytes) -> bytes:
+        answer = json.loads(body)
+        answer["Configuration"]["LastUpdateStatus"] = "InProgress"
+        return json.dumps(answer).encode()
+    aws.proxy.rewrite("GET", r"/functions/orders$", in_progress)  # what the planner reads
+    aws.proxy.rewrite("GET", CONFIG, _status("InProgress"))  # the first poll: still busy
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"])))
+
+    assert result.ok, result.all_errors()
+    function_calls = [(r.method, r.path.split("/")[-1], r.fault) for r in aws.proxy.requests
+                      if "/functions/orders" in r.path]
+    assert function_calls[:4] == [("GET", "orders", "rewrite"), ("GET", "configuration", "rewrite"),
+                                  ("GET", "configuration", None), ("PUT", "code", None)]
+    assert [r.status for r in aws.proxy.matching("PUT", r"/functions/orders/")] == [200, 200]
+
+
 def test_failed_update_stops_that_function_only(aws: FakeAws, tmp_path: Path) -> None:
     for name in ("orders", "users", "admin"):
         aws.create_function(name)
@@ -288,6 +389,8 @@ def test_failed_update_stops_that_function_only(aws: FakeAws, tmp_path: Path) ->
     assert aws.proxy.matching("PUT", r"/functions/users/configuration$") == []
     assert aws.function("admin")["Runtime"] == "provided.al2023"
     assert result.all_errors() == [f"users ({REGION}): {report['users']['error']}"]
+    # The report states users as it is: its code update failed, so it is still go1.x on x86_64.
+    assert (report["users"]["runtime"], report["users"]["architecture"]) == ("go1.x", "x86_64")
 
 
 def test_layer_failure_leaves_the_regions_functions_not_touched(aws: FakeAws, tmp_path: Path) -> None:
@@ -301,3 +404,55 @@ def test_layer_failure_leaves_the_regions_functions_not_touched(aws: FakeAws, tm
     assert result.functions[0].status == "not-touched"
     assert "Layer description too long" in result.errors[0]
     assert aws.proxy.matching("PUT", r"/functions/") == []
+    report = result.to_report()
+    # Nothing was published and the function is as it was: the report must not say otherwise.
+    assert report["layer"] == {"name": LAYER, "arns": {}, "published": {REGION: False}}
+    assert (report["functions"][0]["runtime"], report["functions"][0]["architecture"]) == ("go1.x", "x86_64")
+
+
+def test_an_unreadable_answer_fails_only_that_function(aws: FakeAws, tmp_path: Path) -> None:
+    for name in ("orders", "users", "admin"):
+        aws.create_function(name)
+    # A gateway's error page with status 200 in place of users' UpdateFunctionCode answer.
+    aws.proxy.rewrite("PUT", r"/functions/users/code$", lambda body: b"<html>bad gateway</html>")
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders", "users", "admin"])))
+
+    report = by_name(result)
+    assert report["users"]["status"] == "failed"
+    assert report["users"]["error"].startswith(
+        f"UpdateFunctionCode for function users in {REGION}: AWS's answer has no FunctionName. run the deploy again")
+    assert report["orders"]["status"] == report["admin"]["status"] == "updated"
+    assert aws.function("admin")["Runtime"] == "provided.al2023"
+    assert aws.proxy.matching("PUT", r"/functions/users/configuration$") == []
+
+
+def test_an_unexpected_error_fails_only_that_function(aws: FakeAws, tmp_path: Path) -> None:
+    for name in ("orders", "users"):
+        aws.create_function(name)
+
+    def odd(body: bytes) -> bytes:
+        return json.dumps(json.loads(body) | {"Architectures": 64}).encode()
+    aws.proxy.rewrite("GET", r"/functions/users/configuration$", odd)
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders", "users"])))
+
+    report = by_name(result)
+    assert report["users"]["status"] == "failed"
+    assert report["users"]["error"].startswith("unexpected TypeError: ")
+    assert "run the deploy again, and report it if it persists" in report["users"]["error"]
+    assert report["orders"]["status"] == "updated"
+
+
+def test_an_unexpected_layer_error_leaves_the_region_not_touched(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders")
+
+    def odd(body: bytes) -> bytes:
+        return json.dumps(json.loads(body) | {"Version": "latest"}).encode()
+    aws.proxy.rewrite("POST", rf"/layers/{LAYER}/versions$", odd)
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"])))
+
+    assert result.errors[0].startswith(f"layer {LAYER} ({REGION}): unexpected ValueError: ")
+    assert result.functions[0].status == "not-touched"
+    assert result.to_report()["layer"]["published"] == {REGION: False}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,12 +14,6 @@ from go_arm_lambda.errors import GitHubError
 from go_arm_lambda.report import comment_marker
 
 REPO = "acme/shop"
-
-
-@pytest.fixture
-def github_double() -> Iterator[GitHubDouble]:
-    with GitHubDouble() as gh:
-        yield gh
 
 
 def _upsert(gh: GitHubDouble, body: str, *, comment_id: str = "default", token: str = WRITE_TOKEN,
@@ -137,6 +130,33 @@ def test_failing_server_gives_up_quickly(github_double: GitHubDouble) -> None:
         _upsert(github_double, "x")
     assert time.monotonic() - started < 10
     assert 2 <= len(github_double.requests) <= 3  # bounded retries, then a clear error
+
+
+def test_create_whose_answer_was_lost_is_found_not_repeated(github_double: GitHubDouble) -> None:
+    github_double.add_pull_request(REPO, 7)
+    github_double.state.bad_gateway_creates = [True]  # created, but the gateway answers 502
+
+    result = _upsert(github_double, "v1")
+
+    comments = github_double.comments(REPO, 7)
+    assert [c["body"] for c in comments] == [f"{comment_marker('default')}\nv1"]
+    assert (result.action, result.comment_id) == ("created", comments[0]["id"])
+    assert [w.method for w in github_double.writes()] == ["POST"]  # never posted a second time
+    assert _upsert(github_double, "v2").action == "updated"
+    assert len(github_double.comments(REPO, 7)) == 1
+
+
+def test_create_that_failed_is_not_repeated(github_double: GitHubDouble) -> None:
+    github_double.add_pull_request(REPO, 7)
+    github_double.state.bad_gateway_creates = [False, False, False]
+
+    with pytest.raises(GitHubError, match="GitHub answered 502 while commenting on pull request #7"):
+        _upsert(github_double, "v1")
+
+    assert github_double.comments(REPO, 7) == []
+    assert [w.method for w in github_double.writes()] == ["POST"]
+    # It looked again before giving up: the comment might have landed.
+    assert [r.method for r in github_double.requests] == ["GET", "POST", "GET"]
 
 
 def test_unreachable_api_is_a_github_error() -> None:

@@ -81,10 +81,57 @@ def test_big_zip_needs_a_bucket(aws: FakeAws, tmp_path: Path) -> None:
     zips["orders"] = dataclasses.replace(zips["orders"], size=limits.MAX_ZIP_IN_REQUEST + 1)
     refused(aws, desired(zips), "give --s3-bucket")
     # With a bucket the same zip goes through S3, in the function's own region.
+    aws.create_bucket(f"deploy-{REGION}")
     plan = plan_for(aws.url, desired(zips, s3_bucket="deploy-{region}"))
     uploads = [s.describe() for s in plan.steps() if s.action == "upload-s3"]
     assert [u["target"] for u in uploads] == [LAYER, "orders"]
     assert all(f"s3://deploy-{REGION}/go-arm-lambda/" in u["detail"] for u in uploads)
+
+
+def test_bucket_must_exist_in_each_target_region(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders")
+    aws.create_function("orders", region="us-east-1")
+    zips = artifacts(tmp_path, ["orders"])
+    two_regions = (REGION, "us-east-1")
+    refused(aws, desired(zips, s3_bucket="deploy-bucket"),
+            r"^S3 bucket deploy-bucket \(for eu-west-1\) does not exist\. create it in eu-west-1, or fix --s3-bucket$")
+    aws.create_bucket("deploy-bucket", "us-east-1")
+    error = refused(aws, desired(zips, s3_bucket="deploy-bucket", regions=two_regions),
+                    "S3 bucket deploy-bucket is in us-east-1, but Lambda in eu-west-1 takes code only from a bucket "
+                    "in its own region")
+    assert "--s3-bucket my-bucket-{region}" in error.fix
+    # One bucket per region, each where its functions are: accepted, and each region asked where its own is.
+    aws.create_bucket(f"deploy-{REGION}", REGION)
+    aws.create_bucket("deploy-us-east-1", "us-east-1")
+    aws.proxy.clear()
+    plan = plan_for(aws.url, desired(zips, s3_bucket="deploy-{region}", regions=two_regions))
+    assert {s.region for s in plan.steps() if s.action == "upload-s3"} == set(two_regions)
+    asked = sorted((r.path, r.region) for r in aws.proxy.requests if r.query == "location")
+    assert asked == [(f"/deploy-{REGION}", REGION), ("/deploy-us-east-1", "us-east-1")]
+
+
+def test_repeated_region_is_refused(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders")
+    refused(aws, desired(artifacts(tmp_path, ["orders"]), regions=(REGION, "us-east-1", REGION)),
+            "^region eu-west-1 is given more than once. give each region once$")
+    assert aws.proxy.requests == []
+
+
+def test_regions_are_read_side_by_side(aws: FakeAws, tmp_path: Path) -> None:
+    regions = (REGION, "us-east-1", "ap-southeast-2")
+    for region in regions:
+        aws.create_function("orders", region=region)
+    aws.proxy.latency = 0.2  # every read takes long enough for the others to start meanwhile
+
+    plan_for(aws.url, desired(artifacts(tmp_path, ["orders"]), regions=regions))
+
+    spans = {region: [(r.started, r.finished) for r in aws.proxy.requests if r.region == region]
+             for region in regions}
+    assert all(spans.values()), spans
+    # Read one after another, each region's first read would start after the previous region's last ended.
+    last_start = max(min(start for start, _ in s) for s in spans.values())
+    first_end = min(max(end for _, end in s) for s in spans.values())
+    assert last_start < first_end
 
 
 def test_unzipped_limit(aws: FakeAws, tmp_path: Path) -> None:

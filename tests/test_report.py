@@ -1,13 +1,20 @@
-"""Rendering the job report: the text table, the job summary, the PR comment and the Action's outputs."""
+"""Rendering the job report: the text table, the job summary, the PR comment and the Action's outputs.
+
+Most reports here are written out to show every field; where the shape depends on what the deploy did (a dry
+run, a failed layer), the report comes from a real plan and execute against moto.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
 import re
+from pathlib import Path
 from typing import Any
 
+from awsfakes import REGION, FakeAws, artifacts, deploy, desired, plan_for
 from go_arm_lambda import report as r
+from go_arm_lambda.execute import DeployResult, preview
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 LAYER_EU = "arn:aws:lambda:eu-west-1:123456789012:layer:go-arm-lambda-bootstrap:3"
@@ -43,7 +50,9 @@ DEPLOY: dict[str, Any] = {
 def _dry_run() -> dict[str, Any]:
     rep = copy.deepcopy(DEPLOY)
     rep["dry_run"] = True
-    rep["layer"]["published"] = {"eu-west-1": True, "us-east-1": False}  # on a dry run: would publish
+    # On a dry run "published" means "would publish", and a version not yet published has no ARN.
+    rep["layer"]["arns"] = {"us-east-1": LAYER_US}
+    rep["layer"]["published"] = {"eu-west-1": True, "us-east-1": False}
     for f in rep["functions"]:
         f.update(status="planned", version=None)
     rep["plan"] = [{"action": "publish-layer", "target": "go-arm-lambda-bootstrap", "region": "eu-west-1",
@@ -104,7 +113,8 @@ def test_summary_on_dry_run_shows_the_plan_with_escaped_cells() -> None:
     assert plan[0] == ["Action", "Target", "Region", "Detail"]
     assert plan[3] == ["update-code", "orders", "eu-west-1", "sha a\\|b"]  # the pipe stays inside its cell
     assert _rows(md, "### eu-west-1")[2][2] == "— (live)"  # no version yet on a dry run
-    assert f"- eu-west-1: `{LAYER_EU}` (would publish)" in md
+    assert "- eu-west-1: new version (dry run)" in md
+    assert f"- us-east-1: `{LAYER_US}` (unchanged)" in md
 
 
 def test_summary_on_failure_lists_errors_safely() -> None:
@@ -250,3 +260,43 @@ def test_text_table_for_the_terminal() -> None:
     assert ("errors:\n  - 1 function failed to deploy\n"
             "  - orders (us-east-1): ResourceConflictException: update in progress\nretry later") in failed
     assert r.text_table(_bootstrap()).splitlines()[0].startswith("go-arm-lambda 0.1.0: bootstrap mode")
+
+
+# --- reports of real deploys against moto -------------------------------------------------------------------
+
+def _job(result: DeployResult) -> dict[str, Any]:
+    """The deploy's report with the fields the pipeline adds around it."""
+    return result.to_report() | {"tool_version": "0.1.0", "commit": COMMIT, "mode": "layer",
+                                 "runtime": "provided.al2023"}
+
+
+def test_dry_run_of_a_new_layer_shows_no_arn(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders")
+    rep = _job(preview(plan_for(aws.url, desired(artifacts(tmp_path, ["orders"])))))
+
+    md, text = r.summary_markdown(rep), r.text_table(rep)
+    assert f"- {REGION}: new version (dry run)" in md
+    assert f"layer go-arm-lambda-bootstrap in {REGION}: new version (dry run)" in text.splitlines()
+    assert "None" not in md and "None" not in text
+    outputs = r.action_outputs(rep, "r.json")
+    assert (outputs["layer-arn"], outputs["layer-arns"], outputs["changed"]) == ("", "{}", "true")
+    # The planned runtime and architecture, not what the function has now.
+    row = _rows(md, f"### {REGION}")[2]
+    assert (row[3], row[4], row[7]) == ("arm64", "provided.al2023", "yes")
+
+
+def test_failed_layer_is_not_reported_as_published(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders")  # go1.x on x86_64
+    aws.proxy.respond("POST", r"/layers/", status=400, code="InvalidParameterValueException", message="too long")
+    rep = _job(deploy(aws.url, desired(artifacts(tmp_path, ["orders"]))))
+
+    md = r.summary_markdown(rep)
+    assert md.startswith("## ❌ go-arm-lambda failed")
+    assert f"- {REGION}: not published" in md and "(published)" not in md and "None" not in md
+    # orders was never touched: it is still go1.x on x86_64, and the summary says so.
+    row = _rows(md, f"### {REGION}")[2]
+    assert (row[0], row[3], row[4], row[7]) == ("`orders`", "x86_64", "go1.x", "no")
+    assert "InvalidParameterValueException: too long" in md.split("### Errors", 1)[1]
+    outputs = r.action_outputs(rep, "r.json")
+    assert (outputs["layer-arn"], outputs["layer-arns"], outputs["changed"]) == ("", "{}", "false")
+    assert f"layer go-arm-lambda-bootstrap in {REGION}: not published" in r.text_table(rep)

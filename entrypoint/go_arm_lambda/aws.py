@@ -2,8 +2,12 @@
 
 Every AWS failure leaves here as an `AwsError` with one line saying what failed and what to do, never as a
 botocore traceback. Retries live here too, in one place: botocore's own retries are switched off so a call is
-never retried twice over (botocore's attempts times ours), and so ResourceConflictException, which botocore
-does not retry, gets the same bounded backoff as throttling, 5xx errors and dropped connections.
+never retried twice over (botocore's attempts times ours), and so ResourceConflictException on a function that
+is still updating, which botocore does not retry, gets the same bounded backoff as throttling, 5xx errors,
+garbled answers and dropped connections.
+
+AWS's answers are read through `Answer`, so a field missing from a garbled or unexpected answer is an AwsError
+naming the call, not a KeyError deep in the deploy.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import json
 import random
 import threading
 import time
+import xml.etree.ElementTree
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,24 +26,31 @@ from typing import Any, TypeVar
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.parsers
 
 from go_arm_lambda.errors import AwsError
 
 T = TypeVar("T")
 
-# Error codes worth another attempt: the function is busy with an earlier update, we are throttled, or AWS
-# had a transient fault. Everything else is final.
+# Error codes worth another attempt: we are throttled, or AWS had a transient fault. Everything else is final,
+# but for a conflict on a busy function (below).
 _RETRY_CODES = frozenset({
-    "ResourceConflictException", "TooManyRequestsException", "ThrottlingException", "Throttling",
-    "ThrottledException", "RequestLimitExceeded", "ServiceException", "ServiceUnavailable",
-    "ServiceUnavailableException", "InternalFailure", "InternalError", "SlowDown",
+    "TooManyRequestsException", "ThrottlingException", "Throttling", "ThrottledException", "RequestLimitExceeded",
+    "ServiceException", "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalError",
+    "SlowDown",
 })
+# A conflict means "busy with an earlier update" only for calls on a function that is updating; elsewhere
+# (CreateAlias: the alias exists, AddLayerVersionPermission: the statement exists) it never clears.
+_CONFLICT_CODES = frozenset({"ResourceConflictException", "ConflictException"})
+_CONFLICT_MEANS_BUSY = frozenset({"UpdateFunctionCode", "UpdateFunctionConfiguration", "PublishVersion",
+                                  "UpdateAlias"})
 _DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
 _BAD_CREDENTIAL_CODES = frozenset({
     "UnrecognizedClientException", "InvalidClientTokenId", "InvalidAccessKeyId", "SignatureDoesNotMatch",
     "ExpiredToken", "ExpiredTokenException", "AuthFailure",
 })
 _NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NoSuchBucket", "NoSuchKey", "NotFound"})
+_AGAIN_FIX = "fix the cause above and run the deploy again"
 _CREDENTIALS_FIX = ("configure AWS credentials (aws-actions/configure-aws-credentials, AWS_ACCESS_KEY_ID and "
                     "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)")
 IAM_POLICY_FIX = "grant it to the deploying role (see the minimal IAM policy in the README)"
@@ -46,6 +58,10 @@ IAM_POLICY_FIX = "grant it to the deploying role (see the minimal IAM policy in 
 
 class AwsNotFound(AwsError):
     """A named resource does not exist. The view turns it into None; elsewhere it is a plain AwsError."""
+
+
+class AwsConflict(AwsError):
+    """A conflict that waiting will not clear, such as creating an alias that already exists."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +75,8 @@ class Timing:
     wait_timeout: float = 300.0
 
     def backoff(self, attempt: int) -> float:
-        # Full jitter, so concurrent workers hitting the same throttle do not retry in lockstep.
+        # Equal jitter: the random half keeps concurrent workers hitting the same throttle out of lockstep,
+        # the fixed half makes each of our few attempts really wait for the function to finish updating.
         return random.uniform(0.5, 1.0) * min(self.max_delay, self.base_delay * 2 ** attempt)
 
 
@@ -131,14 +148,14 @@ class Aws:
                     service, region_name=region, endpoint_url=self.endpoint_url, config=self._config)
             return self._clients[key]
 
-    def call(self, service: str, region: str, operation: str, what: str, **params: Any) -> dict[str, Any]:
+    def call(self, service: str, region: str, operation: str, what: str, **params: Any) -> Answer:
         """One API call with bounded retries; a failure becomes an AwsError naming `what` ('function x')."""
         client = self.client(service, region)
         attempt = 0
         while True:
             try:
                 with _translated(operation, what, region, self.endpoint_url):
-                    return getattr(client, _snake(operation))(**params)  # type: ignore[no-any-return]
+                    return Answer(getattr(client, _snake(operation))(**params), f"{operation} for {what} in {region}")
             except _Retryable as exc:
                 attempt += 1
                 if attempt >= self.timing.max_attempts:
@@ -147,6 +164,26 @@ class Aws:
 
     def account_id(self, region: str) -> str:
         return str(self.call("sts", region, "GetCallerIdentity", "the caller identity")["Account"])
+
+
+class Answer(dict[str, Any]):
+    """A response (or a part of one): a missing field is an AwsError naming the call, not a KeyError."""
+
+    def __init__(self, data: dict[str, Any], call: str) -> None:
+        super().__init__((k, _answer(v, call)) for k, v in data.items())
+        self.call = call  # "GetFunction for function orders in eu-west-1"
+
+    def __missing__(self, key: str) -> Any:
+        raise AwsError(f"{self.call}: AWS's answer has no {key}",
+                       "run the deploy again; if it persists, check that --endpoint-url points at AWS Lambda")
+
+
+def _answer(value: Any, call: str) -> Any:
+    if isinstance(value, dict):
+        return Answer(value, call)
+    if isinstance(value, list):
+        return [_answer(v, call) for v in value]
+    return value
 
 
 def make_session(endpoint_url: str | None = None, *, timing: Timing | None = None) -> Aws:
@@ -177,12 +214,21 @@ def _translated(operation: str, what: str, region: str, endpoint_url: str | None
         where = endpoint_url or exc.kwargs.get("endpoint_url", "")
         raise AwsError(f"cannot reach AWS at {where} for region {region}",
                        "check the region name (e.g. eu-west-1), --endpoint-url and the network") from None
-    except (botocore.exceptions.ConnectionClosedError, botocore.exceptions.ReadTimeoutError,
-            botocore.exceptions.ConnectTimeoutError) as exc:
+    except (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectTimeoutError) as exc:
+        # A dropped connection or a timeout: the request may or may not have arrived. Every call we make is
+        # safe to repeat; the two creates that then conflict (alias, layer permission) are handled where made.
         raise _Retryable(AwsError(f"{operation} for {what} in {region}: the connection failed ({exc})",
                                   "check the network and run the deploy again")) from None
+    except (botocore.parsers.ResponseParserError, xml.etree.ElementTree.ParseError) as exc:
+        # A garbled answer (a proxy's HTML error page, a truncated body) is usually gone on the next try.
+        # botocore's own handler for GetBucketLocation lets ElementTree's error out unwrapped.
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _Retryable(AwsError(f"{operation} for {what} in {region}: AWS's answer could not be read ({first})",
+                                  "run the deploy again; check any proxy between here and AWS")) from None
     except botocore.exceptions.ClientError as exc:
         raise _client_error(exc, operation, what, region) from None
+    except botocore.exceptions.BotoCoreError as exc:
+        raise AwsError(f"{operation} for {what} in {region} failed: {exc}", _AGAIN_FIX) from None
 
 
 def _client_error(exc: botocore.exceptions.ClientError, operation: str, what: str,
@@ -195,22 +241,24 @@ def _client_error(exc: botocore.exceptions.ClientError, operation: str, what: st
     if code in _DENIED_CODES or (status == 403 and code not in _BAD_CREDENTIAL_CODES):
         service = operation_service(operation)
         return AwsError(f"access denied: {service}:{operation} on {what} in {region} ({message})",
-                        f"{IAM_POLICY_FIX}")
+                        IAM_POLICY_FIX)
     if code in _BAD_CREDENTIAL_CODES:
         return AwsError(f"AWS rejected the credentials ({code}: {message})", _CREDENTIALS_FIX)
     if code in _NOT_FOUND_CODES:
         return AwsNotFound(f"{what} was not found in {region} ({message})",
                         "check the name and --region, or create it first")
-    failed = AwsError(f"{operation} for {what} in {region} failed: {code}: {message}",
-                      "fix the cause above and run the deploy again")
-    if code in _RETRY_CODES or status == 429 or status >= 500:
+    summary = f"{operation} for {what} in {region} failed: {code}: {message}"
+    if code in _CONFLICT_CODES and operation not in _CONFLICT_MEANS_BUSY:
+        return AwsConflict(summary, _AGAIN_FIX)
+    failed = AwsError(summary, _AGAIN_FIX)
+    if code in _RETRY_CODES or code in _CONFLICT_CODES or status == 429 or status >= 500:
         return _Retryable(failed)
     return failed
 
 
 def operation_service(operation: str) -> str:
     """The IAM service prefix of an operation we call (for 'access denied: lambda:UpdateFunctionCode')."""
-    return {"PutObject": "s3", "GetCallerIdentity": "sts"}.get(operation, "lambda")
+    return {"PutObject": "s3", "GetBucketLocation": "s3", "GetCallerIdentity": "sts"}.get(operation, "lambda")
 
 
 def _not_found(fn: Callable[[], T]) -> T | None:
@@ -221,7 +269,7 @@ def _not_found(fn: Callable[[], T]) -> T | None:
         return None
 
 
-def _function_state(config: dict[str, Any]) -> FunctionState:
+def _function_state(config: Answer) -> FunctionState:
     return FunctionState(
         name=config["FunctionName"], arn=_unqualified(config["FunctionArn"]),
         package_type=config.get("PackageType", "Zip"), runtime=config.get("Runtime"),
@@ -243,13 +291,38 @@ class LambdaView:
         self.aws = aws
         self.region = region
 
-    def _call(self, operation: str, what: str, **params: Any) -> dict[str, Any]:
+    def _call(self, operation: str, what: str, **params: Any) -> Answer:
         return self.aws.call("lambda", self.region, operation, what, **params)
 
     def function(self, name: str, qualifier: str | None = None) -> FunctionState | None:
         params = {"FunctionName": name} | ({"Qualifier": qualifier} if qualifier else {})
         found = _not_found(lambda: self._call("GetFunction", f"function {name}", **params))
         return _function_state(found["Configuration"]) if found else None
+
+    def newest_published_version(self, name: str) -> FunctionState | None:
+        """The function's newest published version, None when it has none. Lambda lists versions oldest
+        first, at most 50 a page, so the newest is on the last page."""
+        newest: FunctionState | None = None
+        marker: dict[str, str] = {}
+        while True:
+            page = self._call("ListVersionsByFunction", f"function {name}", FunctionName=name, **marker)
+            for config in page.get("Versions") or ():
+                if config.get("Version") != "$LATEST" and (
+                        newest is None or int(config["Version"]) > int(newest.version)):
+                    newest = _function_state(config)
+            if not page.get("NextMarker"):
+                return newest
+            marker = {"Marker": page["NextMarker"]}
+
+    def bucket_region(self, bucket: str) -> str | None:
+        """The region an S3 bucket is in, None when it does not exist."""
+        found = _not_found(lambda: self.aws.call("s3", self.region, "GetBucketLocation", f"S3 bucket {bucket}",
+                                                 Bucket=bucket))
+        if found is None:
+            return None
+        # us-east-1 answers with no location at all, and buckets from before 2012 in Ireland with "EU".
+        location = found.get("LocationConstraint") or "us-east-1"
+        return "eu-west-1" if location == "EU" else str(location)
 
     def newest_layer_version(self, layer_name: str) -> LayerState | None:
         # Lambda lists the newest version first; one page is enough to find it.
@@ -298,7 +371,7 @@ class LambdaWriter:
     def mutating_calls(self) -> int:
         return self._count
 
-    def _write(self, operation: str, what: str, **params: Any) -> dict[str, Any]:
+    def _write(self, operation: str, what: str, **params: Any) -> Answer:
         with self._lock:
             self._count += 1
         service = operation_service(operation)
@@ -320,9 +393,12 @@ class LambdaWriter:
     def add_layer_version_permission(self, name: str, version: int, *, statement_id: str, principal: str,
                                      organization_id: str | None = None) -> None:
         params = {"OrganizationId": organization_id} if organization_id else {}
-        self._write("AddLayerVersionPermission", f"layer {name}:{version}", LayerName=name,
-                    VersionNumber=version, StatementId=statement_id, Action="lambda:GetLayerVersion",
-                    Principal=principal, **params)
+        # A conflict means the statement exists: our own attempt got through before its answer was lost, or
+        # another deploy added it since the plan. The id is made from the principal, so it is this very grant.
+        with suppress(AwsConflict):
+            self._write("AddLayerVersionPermission", f"layer {name}:{version}", LayerName=name,
+                        VersionNumber=version, StatementId=statement_id, Action="lambda:GetLayerVersion",
+                        Principal=principal, **params)
 
     def update_function_code(self, function: str, source: CodeSource) -> FunctionState:
         out = self._write("UpdateFunctionCode", f"function {function}", FunctionName=function,
@@ -361,10 +437,16 @@ class LambdaWriter:
         return str(out["Version"])
 
     def set_alias(self, function: str, alias: str, version: str, *, create: bool) -> str:
-        operation = "CreateAlias" if create else "UpdateAlias"
-        out = self._write(operation, f"alias {alias} of {function}", FunctionName=function, Name=alias,
-                          FunctionVersion=version)
-        return str(out["AliasArn"])
+        what = f"alias {alias} of {function}"
+        params = {"FunctionName": function, "Name": alias, "FunctionVersion": version}
+        if create:
+            try:
+                return str(self._write("CreateAlias", what, **params)["AliasArn"])
+            except AwsConflict:
+                # It exists after all: our own attempt got through before its answer was lost (the retry then
+                # conflicts), or someone created it since the plan. Either way it must point at this version.
+                pass
+        return str(self._write("UpdateAlias", what, **params)["AliasArn"])
 
 
 def _code(source: CodeSource) -> dict[str, Any]:

@@ -107,8 +107,12 @@ def _check_cross_cc(env: Mapping[str, str], cgo: bool) -> Check:
 def _check_git(env: Mapping[str, str]) -> Check:
     path = shutil.which("git", path=env.get("PATH", ""))
     if path is None:
-        return Check("git", "error", "git not found on PATH; go build needs it to stamp the commit",
-                     "install git (or build with GOFLAGS=-buildvcs=false)")
+        # Builds use -buildvcs=false, so only modules fetched straight from a repository need git, and the
+        # commit in the report and the version description is simply left out without it.
+        return Check("git", "warning",
+                     "git not found on PATH; go needs it only for modules fetched straight from version control "
+                     "(private modules, GOPRIVATE, GOPROXY=direct), and the commit is left out of the report",
+                     "install git (Debian/Ubuntu: apt-get install git)")
     return Check("git", "ok", f"{_version_of(path, env)} at {path}")
 
 

@@ -1,7 +1,8 @@
 """Runs a plan's steps: regions side by side, each region's layer first, then its functions in a bounded pool.
 
-One function's failure does not stop the others; the result says per function what happened, so the report and
-the exit code can tell which functions were updated, which failed and which were never touched.
+One function's failure does not stop the others, whatever it is (an AWS refusal or an answer nobody expected);
+the result says per function what happened, so the report and the exit code can tell which functions were
+updated, which failed and which were never touched.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from go_arm_lambda.aws import LambdaWriter
+from go_arm_lambda.aws import FunctionState, LambdaWriter
 from go_arm_lambda.errors import UserError
 from go_arm_lambda.plan import (
     AddLayerPermission,
@@ -39,6 +40,8 @@ class FunctionResult:
     status: str  # updated | unchanged | planned | failed | not-touched
     changes: list[str]
     code_sha256: str
+    runtime: str | None  # the function's runtime and architecture after this run (on a dry run: planned)
+    architecture: str
     version: str | None = None
     alias: str | None = None
     error: str | None = None
@@ -49,16 +52,17 @@ class FunctionResult:
 
     def to_report(self) -> dict[str, Any]:
         return {"name": self.name, "region": self.region, "arn": self.arn, "version": self.version,
-                "alias": self.alias, "code_sha256": self.code_sha256, "changed": self.changed,
-                "changes": list(self.changes), "status": self.status, "error": self.error}
+                "alias": self.alias, "code_sha256": self.code_sha256, "runtime": self.runtime,
+                "architecture": self.architecture, "changed": self.changed, "changes": list(self.changes),
+                "status": self.status, "error": self.error}
 
 
 @dataclass
 class DeployResult:
     dry_run: bool
     layer_name: str | None
-    layer_arns: dict[str, str | None] = field(default_factory=dict)
-    layer_published: dict[str, bool] = field(default_factory=dict)
+    layer_arns: dict[str, str] = field(default_factory=dict)  # only regions where the layer version exists
+    layer_published: dict[str, bool] = field(default_factory=dict)  # on a dry run: would publish
     functions: list[FunctionResult] = field(default_factory=list)
     plan: list[dict[str, str]] = field(default_factory=list)
     mutating_calls: int = 0
@@ -85,7 +89,8 @@ def preview(plan: Plan) -> DeployResult:
     """The result of `--dry-run`: what the executor would do, with no call made."""
     result = DeployResult(True, plan.layer_name, plan=plan.describe())
     for region in plan.regions:
-        _record_layer(result, region, None)
+        _record_layer(result, region, _reused_arn(region),
+                      published=any(isinstance(s, PublishLayer) for s in region.layer_steps))
         for fp in region.functions:
             result.functions.append(_function_result(fp, "planned" if fp.steps else "unchanged", plan.alias))
     return result
@@ -101,7 +106,8 @@ def execute(plan: Plan, writers: Mapping[str, LambdaWriter], concurrency: int = 
         per_region = list(regions_pool.map(
             lambda r: _run_region(r, writers[r.region], functions_pool, plan.alias), plan.regions))
     for region, (layer_arn, error, functions) in zip(plan.regions, per_region, strict=True):
-        _record_layer(result, region, layer_arn)
+        published = layer_arn is not None and any(isinstance(s, PublishLayer) for s in region.layer_steps)
+        _record_layer(result, region, layer_arn, published=published)
         if error:
             result.errors.append(f"layer {plan.layer_name} ({region.region}): {error}")
         result.functions.extend(functions)
@@ -109,22 +115,36 @@ def execute(plan: Plan, writers: Mapping[str, LambdaWriter], concurrency: int = 
     return result
 
 
-def _record_layer(result: DeployResult, region: RegionPlan, arn: str | None) -> None:
+def _reused_arn(region: RegionPlan) -> str | None:
+    return next((s.arn for s in region.layer_steps if isinstance(s, ReuseLayer)), None)
+
+
+def _record_layer(result: DeployResult, region: RegionPlan, arn: str | None, *, published: bool) -> None:
     if result.layer_name is None:
         return
-    reused = [s.arn for s in region.layer_steps if isinstance(s, ReuseLayer)]
-    result.layer_arns[region.region] = arn or (reused[0] if reused else None)
-    result.layer_published[region.region] = any(isinstance(s, PublishLayer) for s in region.layer_steps)
+    if arn is not None:
+        result.layer_arns[region.region] = arn
+    result.layer_published[region.region] = published
+
+
+def _failure(exc: Exception) -> str:
+    """One line for any failure. A UserError says what to do; anything else is a bug or an answer from AWS
+    that nobody expected, and must still only fail its own function or region."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    return (f"unexpected {type(exc).__name__}: {exc}. This is a go-arm-lambda bug or an AWS answer it does not "
+            "understand: run the deploy again, and report it if it persists")
 
 
 def _run_region(region: RegionPlan, writer: LambdaWriter, pool: ThreadPoolExecutor,
                 alias: str | None) -> tuple[str | None, str | None, list[FunctionResult]]:
     try:
         layer_arn = _run_layer_steps(region.layer_steps, writer)
-    except UserError as exc:
-        error = f"not deployed: the layer failed ({exc})"
+    except Exception as exc:  # any failure, see _failure
+        failure = _failure(exc)
+        error = f"not deployed: the layer failed ({failure})"
         untouched = [_function_result(fp, "not-touched", alias, error) for fp in region.functions]
-        return None, str(exc), untouched
+        return None, failure, untouched
     functions = list(pool.map(lambda fp: _run_function(fp, writer, layer_arn, alias), region.functions))
     return layer_arn, None, functions
 
@@ -167,32 +187,39 @@ def _run_function(fp: FunctionPlan, writer: LambdaWriter, layer_arn: str | None,
     if not fp.steps:
         return _function_result(fp, "unchanged", alias)
     result = _function_result(fp, "updated", alias)
-    # Version and alias are reported only once AWS has them, so a failure half-way never claims them.
-    result.version = result.alias = None
-    code_sha256 = fp.current.code_sha256
+    # What the report says is what AWS has: a version or alias only once it exists, and the code, runtime and
+    # architecture of the steps that went through, so a failure half-way never claims the rest.
+    result.version, result.alias = fp.version, None
+    code_sha256, runtime, architecture = fp.current.code_sha256, fp.current.runtime, _arch(fp.current)
     try:
+        if fp.current.last_update_status == "InProgress":
+            # Someone else's update is still running: a write now would only meet ResourceConflictException.
+            writer.wait_updated(fp.desired.spec.name)
         for step in fp.steps:
             if isinstance(step, UploadS3):
                 writer.put_object(step.object, step.zip_path)
             elif isinstance(step, UpdateCode):
                 writer.update_function_code(step.target, step.source)
                 code_sha256 = writer.wait_updated(step.target).code_sha256
+                architecture = "arm64"
             elif isinstance(step, UpdateConfig):
                 writer.update_function_configuration(step.target, _config_changes(step, layer_arn))
                 writer.wait_updated(step.target)
+                runtime = step.runtime or runtime
             elif isinstance(step, PublishVersion):
                 result.version = writer.publish_version(step.target, description=step.description,
                                                         code_sha256=code_sha256)
             elif isinstance(step, SetAlias):
-                assert result.version is not None, "the plan publishes before it sets the alias"
-                writer.set_alias(step.target, step.alias, result.version, create=step.create)
+                version = step.version or result.version
+                assert version is not None, "the plan publishes before it sets the alias"
+                writer.set_alias(step.target, step.alias, version, create=step.create)
                 result.alias = step.alias
             else:
                 raise TypeError(f"not a function step: {step!r}")
-    except UserError as exc:
+    except Exception as exc:  # any failure, see _failure
         result.status = "failed"
-        result.error = str(exc)
-    result.code_sha256 = code_sha256
+        result.error = _failure(exc)
+    result.code_sha256, result.runtime, result.architecture = code_sha256, runtime, architecture
     return result
 
 
@@ -208,11 +235,20 @@ def _config_changes(step: UpdateConfig, layer_arn: str | None) -> dict[str, Any]
     return changes
 
 
+def _arch(state: FunctionState) -> str:
+    return ",".join(state.architectures)
+
+
 def _function_result(fp: FunctionPlan, status: str, alias: str | None,
                      error: str | None = None) -> FunctionResult:
-    planned_publish = any(isinstance(s, PublishVersion) for s in fp.steps)
-    serves = fp.version is not None or (planned_publish and status != "not-touched")
+    """The result before any step ran: as planned for "planned" and "updated", as AWS has it otherwise."""
+    moves_alias = any(isinstance(s, SetAlias) for s in fp.steps)
+    # The alias serves fp.version when the plan leaves it alone; a planned move counts on a dry run.
+    serves = (fp.version is not None and not moves_alias) or (moves_alias and status == "planned")
+    planned = status in ("planned", "updated")
     return FunctionResult(
         name=fp.name, region=fp.region, arn=fp.current.arn, status=status, changes=list(fp.changes),
-        code_sha256=fp.desired.zip.code_sha256 if status != "not-touched" else fp.current.code_sha256,
+        code_sha256=fp.desired.zip.code_sha256 if planned else fp.current.code_sha256,
+        runtime=fp.desired.runtime if planned else fp.current.runtime,
+        architecture="arm64" if planned else _arch(fp.current),
         version=fp.version, alias=alias if serves else None, error=error)

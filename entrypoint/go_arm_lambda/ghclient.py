@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from github import Auth, Github, GithubException, GithubRetry
+from github.Issue import Issue
+from github.IssueComment import IssueComment
 
 from go_arm_lambda.errors import GitHubError
 from go_arm_lambda.report import comment_marker
@@ -27,7 +29,10 @@ logging.getLogger("github").setLevel(logging.WARNING)
 DEFAULT_API_URL = "https://api.github.com"
 # A comment is a handful of requests: fail within seconds rather than hang a deploy job on GitHub.
 _TIMEOUT_SECONDS = 15
-_RETRY = GithubRetry(total=2, backoff_factor=0.25, secondary_rate_wait=5, max_rate_limit_wait=30)
+# Only requests that are safe to repeat are retried. A POST that timed out or got a 5xx may still have created
+# the comment, and repeating it would post a second copy; upsert_comment looks before it tells.
+_RETRY = GithubRetry(total=2, backoff_factor=0.25, secondary_rate_wait=5, max_rate_limit_wait=30,
+                     allowed_methods=frozenset({"GET", "PATCH"}))
 _PER_PAGE = 100  # GitHub's maximum: fewest requests to see every comment
 
 _FORK_WARNING = ("the pull request comes from a fork, and GitHub gives such workflows a read-only token, "
@@ -101,6 +106,11 @@ def _message(exc: GithubException) -> str:
     return str(data.get("message") or exc.data or exc).strip()
 
 
+def _find(issue: Issue, marker: str) -> IssueComment | None:
+    """Our comment: the one whose body starts with the marker (a quote of it elsewhere does not count)."""
+    return next((c for c in issue.get_comments() if (c.body or "").startswith(marker)), None)
+
+
 def upsert_comment(token: str, api_url: str | None, repo_full_name: str, pr_number: int, comment_id: str,
                    body: str, *, fork: bool = False) -> CommentResult:
     """Create or update the sticky comment. Never makes a second copy.
@@ -118,11 +128,20 @@ def upsert_comment(token: str, api_url: str | None, repo_full_name: str, pr_numb
     gh = _client(token, api_url)
     try:
         issue = gh.get_repo(repo_full_name).get_issue(pr_number)
-        existing = next((c for c in issue.get_comments() if (c.body or "").startswith(marker)), None)
+        existing = _find(issue, marker)
         if existing is not None:
             existing.edit(body)
             return CommentResult("updated", existing.id, existing.html_url)
-        created = issue.create_comment(body)
+        try:
+            created = issue.create_comment(body)
+        except (GithubException, OSError) as exc:
+            if isinstance(exc, GithubException) and exc.status < 500:
+                raise
+            # The answer was lost, not necessarily the comment: if it landed, it is there now with our body.
+            landed = _find(issue, marker)
+            if landed is None:
+                raise
+            return CommentResult("created", landed.id, landed.html_url)
         return CommentResult("created", created.id, created.html_url)
     except GithubException as exc:
         message = _message(exc)

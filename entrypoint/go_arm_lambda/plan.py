@@ -2,7 +2,8 @@
 
 Everything that can be checked is checked here, before the executor makes its first write: names, ARNs
 against the target region and account, that each function exists and is a Zip package, the layer count after
-merging, and the sizes. `--dry-run` prints exactly this plan; the executor runs exactly these steps.
+merging, the sizes, and that the S3 bucket exists in each region. `--dry-run` prints exactly this plan; the
+executor runs exactly these steps.
 """
 
 from __future__ import annotations
@@ -207,6 +208,7 @@ class SetAlias(Step):
     alias: str
     create: bool
     current_version: str | None
+    version: str | None  # None: the version this plan publishes
 
     @property
     def action(self) -> str:  # type: ignore[override]
@@ -214,7 +216,8 @@ class SetAlias(Step):
 
     def detail(self) -> str:
         moved = f"from version {self.current_version} " if self.current_version else ""
-        return f"{self.alias} {moved}to the published version"
+        to = f"version {self.version}" if self.version else "the published version"
+        return f"{self.alias} {moved}to {to}"
 
 
 # --- the plan ---------------------------------------------------------------------------------------
@@ -225,7 +228,7 @@ class FunctionPlan:
     current: FunctionState
     changes: tuple[str, ...]  # what differs, for people: "runtime: go1.x -> provided.al2023", "code", ...
     steps: tuple[Step, ...]
-    version: str | None = None  # the published version already serving the alias, when nothing changes
+    version: str | None = None  # the newest published version, reused when nothing changed since it
 
     @property
     def region(self) -> str:
@@ -261,20 +264,28 @@ class _Current:
     """What the view said about one region, read before planning so the planning itself is pure."""
 
     account: str | None
+    bucket_region: str | None  # where --s3-bucket is (None: it does not exist, or no bucket was given)
     layer: LayerState | None
     layer_sids: frozenset[str]
     functions: dict[str, FunctionState | None]
-    aliases: dict[str, tuple[AliasState, FunctionState | None] | None]
+    newest_versions: dict[str, FunctionState | None]  # read only with --publish
+    aliases: dict[str, AliasState | None]  # read only with --alias
 
 
 def make_plan(desired: DesiredState, views: Mapping[str, LambdaView], *, concurrency: int = 8) -> Plan:
     """Reads AWS, checks everything, and returns the steps; raises UsageError before anything is written."""
     _check_inputs(desired)
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        current = {region: _read_region(desired, views[region], pool) for region in desired.regions}
+    # The reads go through one bounded pool; each region only schedules its reads and waits for them, so
+    # regions get a thread each (a region thread must not take a pool worker its own reads wait for).
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool, \
+            ThreadPoolExecutor(max_workers=len(desired.regions)) as regions_pool:
+        read = regions_pool.map(lambda region: _read_region(desired, views[region], pool), desired.regions)
+        current = dict(zip(desired.regions, read, strict=True))
     problems: list[UserError] = []
     regions = []
     for region in desired.regions:
+        if desired.s3_bucket is not None:
+            _check_bucket(_bucket(desired, region), region, current[region].bucket_region)
         layer_steps, layer_ref = _plan_layer(desired, region, current[region])
         functions = []
         for want in (f for f in desired.functions if f.region == region):
@@ -297,6 +308,10 @@ def _check_inputs(desired: DesiredState) -> None:
     """AWS's own rules, which moto and botocore do not check, on everything given."""
     if not desired.regions:
         raise UsageError("no region to deploy to", "give --region, e.g. --region eu-west-1")
+    repeated = sorted({r for r in desired.regions if desired.regions.count(r) > 1})
+    if repeated:
+        # Deploying a region twice would publish its layer twice and race two updates of each function.
+        raise UsageError(f"region {', '.join(repeated)} is given more than once", "give each region once")
     for region in desired.regions:
         limits.check_region(region)
     limits.check_layer_name(desired.layer_name)
@@ -337,26 +352,36 @@ def _bucket(desired: DesiredState, region: str) -> str:
     return desired.s3_bucket.replace("{region}", region)
 
 
+def _check_bucket(bucket: str, region: str, found_in: str | None) -> None:
+    if found_in is None:
+        raise UsageError(f"S3 bucket {bucket} (for {region}) does not exist",
+                         f"create it in {region}, or fix --s3-bucket")
+    if found_in != region:
+        raise UsageError(f"S3 bucket {bucket} is in {found_in}, but Lambda in {region} takes code only from a "
+                         "bucket in its own region",
+                         "give a bucket per region, e.g. --s3-bucket my-bucket-{region}")
+
+
 def _read_region(desired: DesiredState, view: LambdaView, pool: ThreadPoolExecutor) -> _Current:
     wanted = [f.spec.name for f in desired.functions if f.region == view.region]
     needs_account = any(name.startswith("arn:") for name in wanted)
     account = pool.submit(view.account_id) if needs_account else None
+    bucket = pool.submit(view.bucket_region, _bucket(desired, view.region)) if desired.s3_bucket else None
     layer = pool.submit(view.newest_layer_version, desired.layer.name) if desired.layer else None
     functions = dict(zip(wanted, pool.map(view.function, wanted), strict=True))
-    aliases: dict[str, tuple[AliasState, FunctionState | None] | None] = {}
+    existing = [name for name in wanted if functions[name] is not None]
+    newest_versions = dict(zip(existing, pool.map(view.newest_published_version, existing), strict=True)) \
+        if desired.publish else {}
+    aliases: dict[str, AliasState | None] = {}
     if desired.alias:
         alias = desired.alias
-
-        def read_alias(name: str) -> tuple[AliasState, FunctionState | None] | None:
-            found = view.alias(name, alias) if functions.get(name) else None
-            return (found, view.function(name, found.function_version)) if found else None
-
-        aliases = dict(zip(wanted, pool.map(read_alias, wanted), strict=True))
+        aliases = dict(zip(existing, pool.map(lambda name: view.alias(name, alias), existing), strict=True))
     newest = layer.result() if layer else None
     sids: frozenset[str] = frozenset()
     if newest and desired.layer and desired.layer.permissions and _reusable(desired.layer, newest):
         sids = view.layer_statement_ids(desired.layer.name, newest.version)
-    return _Current(account.result() if account else None, newest, sids, functions, aliases)
+    return _Current(account.result() if account else None, bucket.result() if bucket else None, newest, sids,
+                    functions, newest_versions, aliases)
 
 
 def _reusable(layer: DesiredLayer, newest: LayerState) -> bool:
@@ -387,10 +412,14 @@ def _plan_layer(desired: DesiredState, region: str, current: _Current) -> tuple[
         source = _source(desired, region, steps, layer.name, f"layers/{layer.name}", layer.zip)
         steps.append(PublishLayer(region, layer.name, source, layer.description, layer.compatible_runtimes,
                                   layer.zip.code_sha256))
+    # "111122223333" and "arn:aws:iam::111122223333:root" are one grant with one statement id: adding it
+    # twice would make AWS refuse the second with ResourceConflictException.
+    added = set() if isinstance(ref, PendingLayer) else set(current.layer_sids)
     for principal in layer.permissions:
         sid = statement_id(principal)
-        if sid in current.layer_sids and not isinstance(ref, PendingLayer):
+        if sid in added:
             continue
+        added.add(sid)
         org = principal[4:] if principal.startswith("org:") else None
         steps.append(AddLayerPermission(region, layer.name, ref, sid, "*" if org else principal, org))
     return steps, ref
@@ -479,15 +508,15 @@ def _plan_function(desired: DesiredState, want: DesiredFunction, current: _Curre
     changes = (*code_changes, *config_changes)
     version = None
     if desired.publish:
-        alias_now = current.aliases.get(name)
-        serving = alias_now[1] if alias_now else None
-        if not changes and serving is not None and _same_function(serving, state):
-            version = serving.version  # the alias already serves exactly this code and configuration
+        newest = current.newest_versions.get(name)
+        if not changes and newest is not None and _same_function(newest, state):
+            version = newest.version  # already published exactly as wanted: another version would be a copy
         else:
             steps.append(PublishVersion(region, name, desired.commit or "go-arm-lambda"))
-            if desired.alias:
-                steps.append(SetAlias(region, name, desired.alias, alias_now is None,
-                                      alias_now[0].function_version if alias_now else None))
+        alias_now = current.aliases.get(name)
+        if desired.alias and (version is None or alias_now is None or alias_now.function_version != version):
+            steps.append(SetAlias(region, name, desired.alias, alias_now is None,
+                                  alias_now.function_version if alias_now else None, version))
     return FunctionPlan(want, state, changes, tuple(steps), version)
 
 

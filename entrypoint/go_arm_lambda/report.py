@@ -102,8 +102,9 @@ def _failed(report: Report) -> bool:
 
 
 def _layer_arns(report: Report) -> dict[str, str]:
+    """Only the layer versions that exist: not one a dry run would publish, nor one whose publishing failed."""
     layer = report.get("layer") or {}
-    return dict(layer.get("arns") or {})
+    return {region: arn for region, arn in (layer.get("arns") or {}).items() if arn}
 
 
 def _by_region(report: Report) -> dict[str, list[Mapping[str, Any]]]:
@@ -143,18 +144,27 @@ def _layer_lines(report: Report) -> list[str]:
             return ["No layer: bootstrap mode puts `bootstrap` in each function's zip."]
         return ["**Layer**: not published"]
     lines = [f"**Layer** `{layer.get('name')}` (sha256 {_short_sha(layer.get('sha256'))})"]
-    for region, arn in (layer.get("arns") or {}).items():
-        lines.append(f"- {region}: `{arn}` ({_layer_state(report, region)})")
-    if not layer.get("arns"):
+    lines += [f"- {region}: `{arn}` ({note})" if arn else f"- {region}: {note}"
+              for region, arn, note in _layer_regions(report)]
+    if not _layer_regions(report):
         lines.append("- not published in any region")
     return lines
 
 
-def _layer_state(report: Report, region: str) -> str:
-    published = bool(((report.get("layer") or {}).get("published") or {}).get(region))
-    if report.get("dry_run"):
-        return "would publish" if published else "unchanged"
-    return "published" if published else "unchanged"
+def _layer_regions(report: Report) -> list[tuple[str, str | None, str]]:
+    """(region, ARN or None, what happened) for each region the deploy meant the layer for."""
+    layer = report.get("layer") or {}
+    arns, published = _layer_arns(report), layer.get("published") or {}
+    out = []
+    for region in dict.fromkeys([*(layer.get("arns") or {}), *published]):
+        arn = arns.get(region)
+        if arn is None:
+            # No version exists: a dry run would publish one, or publishing it failed (the errors say why).
+            note = "new version (dry run)" if report.get("dry_run") else "not published"
+        else:
+            note = "published" if published.get(region) and not report.get("dry_run") else "unchanged"
+        out.append((region, arn, note))
+    return out
 
 
 def _function_errors(report: Report) -> list[tuple[Mapping[str, Any], str]]:
@@ -205,8 +215,8 @@ def text_table(report: Report) -> str:
     lines = [head]
     layer = report.get("layer")
     if layer:
-        for region, arn in (layer.get("arns") or {}).items():
-            lines.append(f"layer {layer.get('name')} in {region}: {arn} ({_layer_state(report, region)})")
+        lines += [f"layer {layer.get('name')} in {region}: " + (f"{arn} ({note})" if arn else note)
+                  for region, arn, note in _layer_regions(report)]
     rows = [["REGION", "FUNCTION", "STATUS", "VERSION", "ZIP", "SHA256", "VERIFY", "SMOKE", "CHANGES"]]
     for f in report.get("functions", []):
         rows.append([f.get("region") or "-", str(f.get("name")), str(f.get("status") or "-"),
