@@ -2,8 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # qemu runs the arm64 binaries here; the cross compiler serves --cgo builds and their tests;
-# busybox and strace let the bootstrap tests prove it is POSIX sh and forks nothing.
-APT_PACKAGES := qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross busybox strace
+# busybox and strace let the bootstrap tests prove it is POSIX sh and forks nothing; unzip checks our zips.
+APT_PACKAGES := qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross busybox strace unzip
 PYTEST_ARGS ?=
 
 .PHONY: setup system-deps test lint demo bench clean

@@ -7,8 +7,11 @@ bashism fails here.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -98,6 +101,34 @@ def test_handler_with_dotdot_segment(launch: list[str], tmp_path: Path, handler:
                              "use the binary's path inside the function zip (e.g. orders)")
 
 
+@pytest.mark.parametrize(("handler", "shown"), [
+    ("my orders", ' after "my"'), ("orders\n", ' after "orders"'), ("bin/orders\tx", ' after "bin/orders"'),
+    ("\norders", ""), ("orders\r", ' after "orders"'),
+])
+def test_handler_with_whitespace(launch: list[str], tmp_path: Path, handler: str, shown: str) -> None:
+    """Lambda's Handler cannot hold whitespace; the message stays one line even when the value has a break."""
+    target = tmp_path / handler
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("#!/bin/sh\necho ran\n")
+    target.chmod(0o755)  # it exists and could run: refused for its name alone
+    result = run(launch, {"_HANDLER": handler, "LAMBDA_TASK_ROOT": str(tmp_path)})
+    assert_fails(result, 12, f"handler contains whitespace (a space, tab or line break){shown}, which a Lambda "
+                             "Handler cannot: use the binary's path inside the function zip (e.g. orders)")
+
+
+@pytest.mark.parametrize("kind", ["file", "directory"])
+def test_handler_with_a_trailing_slash(launch: list[str], tmp_path: Path, kind: str) -> None:
+    target = tmp_path / "orders"
+    if kind == "file":
+        target.write_text("#!/bin/sh\necho ran\n")
+        target.chmod(0o755)
+    else:
+        target.mkdir()
+    result = run(launch, {"_HANDLER": "orders/", "LAMBDA_TASK_ROOT": str(tmp_path)})
+    assert_fails(result, 12, 'handler "orders/" ends in "/", so it names a directory, not the binary: use the '
+                             "binary's path inside the function zip without the trailing / (e.g. orders)")
+
+
 def test_dots_inside_a_name_are_not_a_segment(launch: list[str], tmp_path: Path) -> None:
     result = run(launch, {"_HANDLER": "..orders", "LAMBDA_TASK_ROOT": str(tmp_path)})
     assert result.returncode == 13
@@ -117,6 +148,15 @@ def test_missing_handler_listing_is_capped(launch: list[str], tmp_path: Path) ->
     result = run(launch, {"_HANDLER": "orders", "LAMBDA_TASK_ROOT": str(tmp_path)})
     assert_fails(result, 13, f'handler "orders" not found: {tmp_path}/orders does not exist; '
                              f"{tmp_path} contains 8 names: fn0, fn1, fn2, fn3, fn4, ...")
+
+
+def test_missing_handler_listing_counts_dotfiles_and_broken_links(launch: list[str], tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("X=1")
+    (tmp_path / "..data").write_text("")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    result = run(launch, {"_HANDLER": "orders", "LAMBDA_TASK_ROOT": str(tmp_path)})
+    assert_fails(result, 13, f'handler "orders" not found: {tmp_path}/orders does not exist; '
+                             f"{tmp_path} contains: gone, .env, ..data")
 
 
 def test_missing_handler_in_empty_task_root(launch: list[str], tmp_path: Path) -> None:
@@ -182,6 +222,7 @@ def test_execs_handler_with_args_and_environment(launch: list[str], tmp_path: Pa
     # Names the script assigns (on the failure path only, it must stay so) and values a careless script mangles.
     env = {"_HANDLER": "bin/orders", "LAMBDA_TASK_ROOT": str(tmp_path / "task"), "PATH": NO_PATH,
            "PWD": str(tmp_path), "LC_CTYPE": "C.UTF-8", "found": "keep", "count": "7", "entry": "x y",
+           "before": "b",
            "AWS_LAMBDA_FUNCTION_NAME": "orders", "ODD": "a\\nb $x `y` 'q' \"d\" * %s"}
     pid, seen = start(launch, env, *args, cwd=tmp_path)
     assert seen["pid"] == pid, "the bootstrap must exec the handler, not run it as a child"
@@ -306,3 +347,26 @@ def test_real_arm64_function_through_qemu_wrapper(launch: list[str], fixture_bin
     seen = json.loads(body)
     assert seen["args"] == [str(fixture_bins / "envdump"), "--flag"]
     assert {k: seen["env"][k] for k in env} == env
+
+
+# ---------------------------------------------------------------------------------------------- benchmark
+
+
+def test_startup_bench_reports_a_function_that_never_asks(tmp_path: Path) -> None:
+    """bench/bootstrap_startup.py's timeout path: one clear exit with the child's stderr, the child gone."""
+    spec = importlib.util.spec_from_file_location("bootstrap_startup", ROOT / "bench" / "bootstrap_startup.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    pid_file = tmp_path / "pid"
+    silent = [sys.executable, "-c", f"import os, sys, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+              "sys.stderr.write('still warming up'); sys.stderr.flush(); time.sleep(60)"]
+    started = time.monotonic()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(1.5)
+        with pytest.raises(SystemExit) as exited:
+            bench.time_to_first_request(silent, {"PATH": "/usr/bin:/bin"}, listener)
+    assert time.monotonic() - started < 5
+    assert exited.value.code == f"{sys.executable} made no Runtime API request within 1.5 s: still warming up"
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-from go_arm_lambda.errors import PackageError
+from conftest import ROOT, require_tool
+from go_arm_lambda.errors import PackageError, UsageError
 from go_arm_lambda.limits import MAX_UNZIPPED, MAX_ZIP_IN_REQUEST
 from go_arm_lambda.package import (
     Artifact,
@@ -154,13 +154,12 @@ def test_extracted_zips_run_the_function_through_the_layer(fixture_bins: Path, t
 
 
 def test_info_zip_unzip_keeps_the_exec_bit(fixture_bins: Path, tmp_path: Path) -> None:
-    """Info-ZIP's unzip is what most people (and most Lambda tooling) extract with; used when installed."""
+    """Info-ZIP's unzip is what most people (and most Lambda tooling) extract with."""
+    unzip = require_tool("unzip")
     function = package_function(fixture_bins / "answer", "answer", tmp_path / "fn.zip")
     layer = package_layer(tmp_path / "layer.zip")
-    extractors = [("python", extract_like_lambda)]
-    unzip = shutil.which("unzip")
-    if unzip:
-        extractors.append(("unzip", lambda z, d: subprocess.run([unzip, "-q", z, "-d", d], check=True)))
+    extractors = [("python", extract_like_lambda),
+                  ("unzip", lambda z, d: subprocess.run([unzip, "-q", z, "-d", d], check=True))]
     for label, extract in extractors:
         dest = tmp_path / label
         extract(function.path, dest)
@@ -190,13 +189,23 @@ def test_directory_is_not_a_binary(tmp_path: Path) -> None:
         package_function(tmp_path, "x", tmp_path / "x.zip")
 
 
-@pytest.mark.parametrize("handler", ["", "/orders", "../orders", "a/../b", "bin/", "a//b", "bin\\orders"])
-def test_handler_names_the_bootstrap_would_refuse(fixture_bins: Path, tmp_path: Path, handler: str) -> None:
-    with pytest.raises(PackageError) as err:
+@pytest.mark.parametrize("handler", ["", "/orders", "../orders", "a/../b", "bin/", "a//b", "bin\\orders",
+                                     "./orders", "my orders", "orders\n", "x" * 129])
+def test_handler_names_lambda_or_the_bootstrap_would_refuse(fixture_bins: Path, tmp_path: Path,
+                                                            handler: str) -> None:
+    """limits.check_handler's rule, the one smoke and deploy apply too: a zip we write is one we can run."""
+    with pytest.raises(UsageError) as err:
         package_function(fixture_bins / "answer", handler, tmp_path / "x.zip")
-    assert str(err.value) == (f"handler {handler!r} is not a plain relative path inside the zip. name it "
-                              "after the binary (e.g. orders or bin/orders), without '..', '//' or '\\'")
+    assert err.value.exit_code == 2
+    assert str(err.value) == (f"handler {handler!r} is not valid. use the binary's path inside the zip: 1-128 "
+                              "characters, no spaces, not absolute, no . or .. segments (e.g. orders)")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("handler", ["orders", "bin/orders", "x" * 128, "my-fn_v2.arm64"])
+def test_handler_names_lambda_accepts(fixture_bins: Path, tmp_path: Path, handler: str) -> None:
+    art = package_function(fixture_bins / "answer", handler, tmp_path / "x.zip")
+    assert_canonical(art.path, [handler])
 
 
 def sized(size: int, unzipped: int) -> Artifact:

@@ -6,9 +6,13 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -23,6 +27,7 @@ import pytest
 from conftest import FUNCTIONS_MODULE, ROOT, GoBuilder, require_tool
 from go_arm_lambda import package
 from go_arm_lambda.errors import ToolchainError, UsageError
+from go_arm_lambda.limits import MAX_EVENT, MAX_UNZIPPED
 from go_arm_lambda.smoke import (
     API_PREFIX,
     RuntimeApiEmulator,
@@ -30,6 +35,7 @@ from go_arm_lambda.smoke import (
     extract_zip,
     find_qemu,
     format_result,
+    lambda_env,
     load_event,
     smoke,
 )
@@ -173,12 +179,49 @@ def test_load_event_inline_and_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("text", "says"), [
     ("{name: Ada}", "--event is not valid JSON"),
-    ("@/nonexistent/event.json", "cannot read event file '/nonexistent/event.json'"),
+    ("@/nonexistent/event.json", "event file '/nonexistent/event.json' does not exist"),
+    ("@/dev/zero", "event file '/dev/zero' is not a regular file"),  # would read forever
+    ("@/tmp", "event file '/tmp' is a directory"),
 ])
 def test_load_event_rejects_bad_input(text: str, says: str) -> None:
     with pytest.raises(UsageError, match="^" + says) as info:
         load_event(text)
     assert info.value.exit_code == 2 and "--event" in info.value.fix
+
+
+def test_load_event_does_not_block_on_a_fifo(tmp_path: Path) -> None:
+    fifo = tmp_path / "event.json"
+    os.mkfifo(fifo)
+    raised: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_event(f"@{fifo}")
+        except BaseException as exc:
+            raised.append(exc)
+
+    reader = threading.Thread(target=load, daemon=True)
+    reader.start()
+    reader.join(5)
+    if reader.is_alive():  # release the blocked open() so the thread ends, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("load_event blocked on a FIFO")
+    [err] = raised
+    assert isinstance(err, UsageError) and str(err).startswith(f"event file '{fifo}' is not a regular file.")
+
+
+def test_event_size_is_lambdas_payload_limit(tmp_path: Path) -> None:
+    largest = b"{}".ljust(MAX_EVENT)  # JSON may end in whitespace: exactly 6 MB, still valid
+    event = tmp_path / "event.json"
+    event.write_bytes(largest)
+    assert load_event(f"@{event}") == largest
+    event.write_bytes(largest + b" ")
+    with pytest.raises(UsageError) as info:
+        load_event(f"@{event}")
+    assert str(info.value) == (f"event file '{event}' is larger than 6,291,456 bytes, Lambda's limit for an "
+                               "invocation payload. pass a smaller event (--event JSON or --event @FILE)")
+    with pytest.raises(UsageError, match=r"^--event is larger than 6,291,456 bytes"):
+        load_event((largest + b" ").decode())
 
 
 def test_load_event_rejects_a_file_that_is_not_json(tmp_path: Path) -> None:
@@ -195,13 +238,22 @@ def test_inputs_are_checked_before_anything_runs(tmp_path: Path, answer_zip: Pat
         (dict(function_zip=tmp_path / "no.zip", handler="x"), "function zip '.*no.zip' does not exist"),
         (dict(function_zip=not_zip, handler="x"), "function zip '.*f.zip' is not a zip file"),
         (dict(function_zip=answer_zip, handler="x", layer_zip=not_zip), "layer zip '.*' is not a zip file"),
-        (dict(function_zip=answer_zip, handler="../answer"), "handler '../answer' is not a plain file name"),
+        (dict(function_zip=tmp_path, handler="x"), f"function zip '{tmp_path}' is a directory"),
+        (dict(function_zip=Path("/dev/zero"), handler="x"), "function zip '/dev/zero' is not a regular file"),
+        (dict(function_zip=answer_zip, handler="x", layer_zip=tmp_path), "layer zip '.*' is a directory"),
+        (dict(function_zip=answer_zip, handler="../answer"), "handler '../answer' is not valid"),
+        (dict(function_zip=answer_zip, handler="an swer"), "handler 'an swer' is not valid"),
         (dict(function_zip=answer_zip, handler="answer", event=b"{"), "the event is not valid JSON"),
-        (dict(function_zip=answer_zip, handler="answer", timeout=0), "timeout 0 s is not positive"),
+        (dict(function_zip=answer_zip, handler="answer", runtime="go1.x"), "runtime 'go1.x' cannot be smoke-"),
     ]
+    for timeout in (0, -1, 900.5, 1e12, float("inf"), float("nan")):
+        cases.append((dict(function_zip=answer_zip, handler="answer", timeout=timeout),
+                      re.escape(f"timeout {timeout:g} s is out of range: Lambda allows more than 0 and at most "
+                                "900 s. pass --timeout in seconds")))
     for kwargs, says in cases:
-        with pytest.raises(UsageError, match=says):
+        with pytest.raises(UsageError, match=says) as info:
             smoke(**kwargs)  # type: ignore[arg-type]
+        assert info.value.exit_code == 2
 
 
 def test_damaged_zip_is_a_usage_error(tmp_path: Path) -> None:
@@ -233,11 +285,51 @@ def write_zip(path: Path, entries: list[tuple[str, bytes, int]]) -> Path:
 
 def test_extract_restores_modes_and_links(tmp_path: Path) -> None:
     zpath = write_zip(tmp_path / "f.zip", [("bin/run", b"#!/bin/sh\n", 0o100755),
-                                           ("data.txt", b"x", 0o100600), ("run", b"bin/run", 0o120777)])
+                                           ("data.txt", b"x", 0o100600), ("run", b"bin/run", 0o120777),
+                                           ("suid", b"x", 0o106755), ("sticky", b"x", 0o101777)])
     extract_zip(zpath, tmp_path / "out")
-    assert (tmp_path / "out/bin/run").stat().st_mode & 0o777 == 0o755
-    assert (tmp_path / "out/data.txt").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "out/bin/run").stat().st_mode & 0o7777 == 0o755
+    assert (tmp_path / "out/data.txt").stat().st_mode & 0o7777 == 0o600
     assert (tmp_path / "out/run").readlink() == Path("bin/run")
+    # Permission bits only: no setuid, setgid or sticky bit from a zip lands on this machine.
+    assert (tmp_path / "out/suid").stat().st_mode & 0o7777 == 0o755
+    assert (tmp_path / "out/sticky").stat().st_mode & 0o7777 == 0o777
+
+
+@pytest.mark.parametrize(("entries", "says"), [
+    ([("x" * 300, b"x", 0o100755)], f"holds '{'x' * 300}', which cannot be extracted: File name too long"),
+    ([("a", b"x", 0o100755), ("a/b", b"y", 0o100755)],
+     "holds 'a/b', which cannot be extracted: a file and a directory in it share a path"),
+    ([("a/", b"", 0o40755), ("a/b", b"y", 0o100755), ("a/b/c", b"z", 0o100755)],
+     "holds 'a/b/c', which cannot be extracted: a file and a directory in it share a path"),
+])
+def test_extract_names_an_entry_this_file_system_cannot_hold(tmp_path: Path, entries: list[tuple[str, bytes, int]],
+                                                               says: str) -> None:
+    zpath = write_zip(tmp_path / "f.zip", entries)
+    with pytest.raises(UsageError) as info:
+        extract_zip(zpath, tmp_path / "out")
+    assert str(info.value) == f"'{zpath}' {says}. rebuild the zip (go-arm-lambda package writes one file per name)"
+
+
+def test_extract_refuses_more_than_lambda_unzips_before_writing(tmp_path: Path) -> None:
+    """A real zip bomb: 250 KB that inflates to one byte over Lambda's 250 MB."""
+    zpath = tmp_path / "bomb.zip"
+    zeros = bytes(1 << 20)
+    info = zipfile.ZipInfo("answer")
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with (zipfile.ZipFile(zpath, "w", compresslevel=1) as zf, zf.open(info, "w", force_zip64=True) as out):
+        for _ in range(MAX_UNZIPPED // len(zeros)):
+            out.write(zeros)
+        out.write(b"\0" * (MAX_UNZIPPED % len(zeros) + 1))
+    assert zpath.stat().st_size < 1_000_000
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(UsageError) as info:
+        extract_zip(zpath, dest)
+    assert str(info.value) == (f"'{zpath}' unzips to 262,144,001 bytes, over Lambda's limit of 262,144,000 "
+                               "bytes (250 MB) for a function and its layers. make the binary smaller "
+                               "(-ldflags '-s -w', fewer dependencies)")
+    assert list(dest.iterdir()) == []
 
 
 @pytest.mark.parametrize(("entries", "says"), [
@@ -352,12 +444,48 @@ def test_missing_handler_shows_the_bootstrap_message(zips: Path, layer_zip: Path
     assert result.stderr_tail.startswith('bootstrap: handler "orders" not found')
 
 
-def test_timeout_stops_the_function(zips: Path, fixture_bins: Path, layer_zip: Path) -> None:
+def processes_mentioning(marker: str) -> dict[int, int]:
+    """pid -> process group of every live process whose command line mentions `marker`."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found[int(entry.name)] = os.getpgid(int(entry.name))
+            except (OSError, ProcessLookupError):  # it ended while we looked
+                continue
+    return found
+
+
+def test_timeout_stops_the_function_and_cleans_up(zips: Path, fixture_bins: Path, layer_zip: Path,
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a timeout nothing is left: no process of the function's group, no temporary task root."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where smoke makes its go-arm-lambda-smoke-* dir
+    results: list[SmokeResult] = []
+    runner = threading.Thread(target=lambda: results.append(
+        run_fixture(zips, fixture_bins, layer_zip, "slow", timeout=2)))
     started = time.monotonic()
-    result = run_fixture(zips, fixture_bins, layer_zip, "slow", timeout=2)
+    runner.start()
+    seen: dict[int, int] = {}
+    while runner.is_alive():
+        seen.update(processes_mentioning(str(scratch)))
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    assert seen, "the function (qemu running slow from the task root) was never seen running"
+    left = processes_mentioning(str(scratch))
+    for pid in left:  # a leak fails the test below, but must not outlive it
+        os.kill(pid, signal.SIGKILL)
+    assert left == {}
+    for group in set(seen.values()):
+        with pytest.raises(ProcessLookupError):
+            os.killpg(group, 0)  # no process of the function's group is left
+    assert list(scratch.iterdir()) == []
+    [result] = results
     assert (result.ok, result.error) == (False, "no response within 2 s")
     assert 2000 <= result.duration_ms < 3000
-    assert time.monotonic() - started < 4.5  # SIGTERM took it down; no wait for the 10-minute sleep
+    assert elapsed < 4.5  # SIGTERM took it down; no wait for the 10-minute sleep
 
 
 def test_bootstrap_mode_runs_the_zips_own_bootstrap(zips: Path, fixture_bins: Path) -> None:
@@ -378,7 +506,7 @@ def test_envdump_sees_the_lambda_environment(zips: Path, fixture_bins: Path, lay
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOST_SECRET", "must-not-leak")
     result = run_fixture(zips, fixture_bins, layer_zip, "envdump", function_name="orders", region="eu-west-1",
-                         memory_mb=512)
+                         memory_mb=512, runtime="provided.al2")
     assert result.ok, result
     env, args = result.response["env"], result.response["args"]
     task_root = env["LAMBDA_TASK_ROOT"]
@@ -390,11 +518,72 @@ def test_envdump_sees_the_lambda_environment(zips: Path, fixture_bins: Path, lay
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512", "AWS_REGION": "eu-west-1",
         "AWS_DEFAULT_REGION": "eu-west-1", "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/orders", "TZ": ":UTC"}
     assert env["AWS_LAMBDA_RUNTIME_API"].startswith("127.0.0.1:")
-    assert env["AWS_LAMBDA_LOG_STREAM_NAME"] and env["AWS_EXECUTION_ENV"] and env["LAMBDA_RUNTIME_DIR"]
+    assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_provided.al2"
+    assert env["AWS_LAMBDA_LOG_STREAM_NAME"] and env["LAMBDA_RUNTIME_DIR"]
     assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"] and env["AWS_SESSION_TOKEN"]
     assert any(p.endswith("/opt/lib") for p in env["LD_LIBRARY_PATH"].split(":"))
     assert "HOST_SECRET" not in env and "HOME" not in env
     assert env["_X_AMZN_TRACE_ID"].startswith("Root=1-")  # aws-lambda-go copied the trace header
+
+
+def test_execution_env_names_the_runtime(tmp_path: Path) -> None:
+    def execution_env(**runtime: str) -> str:
+        return lambda_env("127.0.0.1:1", "fn", task_root=tmp_path, opt=tmp_path, runtime_dir=tmp_path,
+                          function_name="fn", region="eu-west-1", memory_mb=128, **runtime)["AWS_EXECUTION_ENV"]
+
+    assert execution_env() == "AWS_Lambda_provided.al2023"
+    assert execution_env(runtime="provided.al2") == "AWS_Lambda_provided.al2"
+
+
+def test_handler_in_a_subdirectory_runs(tmp_path: Path, fixture_bins: Path, layer_zip: Path, qemu: str) -> None:
+    """package and smoke apply the same handler rule, so a name one writes the other runs."""
+    zpath = package.package_function(fixture_bins / "answer", "bin/answer", tmp_path / "f.zip").path
+    result = smoke(zpath, "bin/answer", layer_zip=layer_zip)
+    assert result.ok, result
+
+
+@pytest.mark.parametrize(("layered", "content", "says"), [
+    (True, b"MZ\x90\x00 a Windows program", "handler answer is neither an ELF executable nor a #! script"),
+    (True, b"echo no shebang\n", "handler answer is neither an ELF executable nor a #! script"),
+    (False, b"\xcf\xfa\xed\xfe a macOS program", "the function zip's bootstrap is neither an ELF executable "
+                                                    "nor a #! script"),
+], ids=["windows-handler", "text-handler", "macos-bootstrap"])
+def test_file_that_is_not_a_program_fails_like_lambda(tmp_path: Path, layer_zip: Path, qemu: str, layered: bool,
+                                                      content: bytes, says: str) -> None:
+    """qemu exits 1 without a word on these; Lambda's execve says `exec format error`, and so do we."""
+    name = "answer" if layered else "bootstrap"
+    zpath = write_zip(tmp_path / "f.zip", [(name, content, 0o100755)])
+    result = smoke(zpath, name, layer_zip=layer_zip if layered else None)
+    assert (result.ok, result.duration_ms, result.stderr_tail) == (False, 0, "")
+    assert result.error == (f"{says}: Lambda would fail with `exec format error`; package the Linux arm64 binary "
+                            "(GOOS=linux GOARCH=arm64), or start a script with a #! line")
+
+
+@pytest.mark.parametrize("layered", [True, False], ids=["handler", "bootstrap"])
+def test_missing_shebang_interpreter_fails_like_lambda(tmp_path: Path, layer_zip: Path, qemu: str,
+                                                       layered: bool) -> None:
+    name = "answer" if layered else "bootstrap"
+    zpath = write_zip(tmp_path / "f.zip", [(name, b"#!/nonexistent/python3 -u\nprint(1)\n", 0o100755)])
+    result = smoke(zpath, name, layer_zip=layer_zip if layered else None)
+    what = "handler answer" if layered else "the function zip's bootstrap"
+    assert (result.ok, result.duration_ms) == (False, 0)
+    assert result.error == (f"{what} starts with #!/nonexistent/python3, which does not exist here: it cannot "
+                            "start, and Lambda would fail the same way (Runtime.InvalidEntrypoint, no such file or "
+                            "directory); point the #! line at an interpreter the runtime has, such as /bin/sh")
+
+
+def test_script_handler_runs_through_its_own_interpreter(tmp_path: Path, layer_zip: Path, qemu: str) -> None:
+    """The layer execs a #! handler directly; only ELF handlers go through qemu."""
+    script = (f"#!{sys.executable}\n"
+              "import os, urllib.request\n"
+              "api = f\"http://{os.environ['AWS_LAMBDA_RUNTIME_API']}/2018-06-01/runtime/invocation\"\n"
+              "with urllib.request.urlopen(api + '/next') as r:\n"
+              "    rid = r.headers['Lambda-Runtime-Aws-Request-Id']\n"
+              "urllib.request.urlopen(urllib.request.Request(f'{api}/{rid}/response', data=b'\"from a script\"',"
+              " method='POST'))\n").encode()
+    zpath = write_zip(tmp_path / "f.zip", [("handler.py", script, 0o100755)])
+    result = smoke(zpath, "handler.py", layer_zip=layer_zip)
+    assert (result.ok, result.response) == (True, "from a script"), result
 
 
 def test_script_bootstrap_reporting_an_init_error(tmp_path: Path, qemu: str) -> None:
@@ -466,3 +655,13 @@ def test_cli_exit_codes_and_json(zips: Path, fixture_bins: Path, layer_zip: Path
     usage = cli("--zip", str(answer_zip), "--handler", "answer", "--event", "{nope")
     assert usage.returncode == 2
     assert "--event is not valid JSON" in usage.stderr + usage.stdout
+
+    # Input that used to hang, eat memory or end in a traceback: exit 2 and one line naming it.
+    for args, says in ((("--zip", "/tmp", "--handler", "answer"), "function zip '/tmp' is a directory. "),
+                       (("--zip", str(answer_zip), "--handler", "answer", "--event", "@/dev/zero"),
+                        "event file '/dev/zero' is not a regular file. "),
+                       (("--zip", str(answer_zip), "--handler", "answer", "--timeout", "inf"),
+                        "timeout inf s is out of range: Lambda allows more than 0 and at most 900 s. ")):
+        refused = cli(*args)
+        assert refused.returncode == 2, refused.stderr
+        assert says in refused.stderr and "Traceback" not in refused.stderr

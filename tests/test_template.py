@@ -16,7 +16,7 @@ from cfnlint.decode import decode
 from conftest import ROOT
 from go_arm_lambda.config import Config
 from go_arm_lambda.errors import UsageError
-from go_arm_lambda.limits import check_bucket_name, check_layer_name
+from go_arm_lambda.limits import RUNTIME_GLIBC, check_bucket_name, check_layer_name
 
 TEMPLATE = ROOT / "layer" / "template.yaml"
 
@@ -33,10 +33,11 @@ def test_cfn_lint_passes() -> None:
 
 @pytest.mark.parametrize(("good", "bad", "rule"), [
     ("        - arm64\n", "        - aarch64\n", "E3030"),  # the architecture name people guess from uname
+    ("      - provided.al2\n", "      - provided.al2025\n", "W1030"),  # a runtime Lambda does not have
     ("    Type: AWS::Lambda::LayerVersion\n", "    Type: AWS::Lambda::LayerVersions\n", "E3006"),
     ('      Name: !Sub "${AWS::StackName}:runtime-layer-arn"\n',
      '      Name: !Sub "${AWS::StackName}:${NoSuchParameter}"\n', "E1019"),
-], ids=["architecture", "resource-type", "export-name"])
+], ids=["architecture", "runtime", "resource-type", "export-name"])
 def test_cfn_lint_catches_a_broken_copy(good: str, bad: str, rule: str) -> None:
     """Proves the lint test above can fail: the same template with one realistic mistake."""
     text = TEMPLATE.read_text()
@@ -46,15 +47,19 @@ def test_cfn_lint_catches_a_broken_copy(good: str, bad: str, rule: str) -> None:
 
 def test_parameters() -> None:
     params = load(TEMPLATE)["Parameters"]
-    assert set(params) == {"ContentS3Bucket", "ContentS3Key", "LayerName"}
+    assert set(params) == {"ContentS3Bucket", "ContentS3Key", "LayerName", "CompatibleRuntime"}
     assert all(p["Type"] == "String" and p["Description"] for p in params.values())
-    # The default must be the name the CLI publishes, so both ways of deploying share one layer.
+    # The defaults must be what the CLI publishes, so both ways of deploying share one layer.
     assert params["LayerName"]["Default"] == Config().layer_name
+    assert params["CompatibleRuntime"]["Default"] == Config().runtime == "provided.al2023"
+    # Every runtime the CLI builds, verifies and smoke-tests for, and no other.
+    assert params["CompatibleRuntime"]["AllowedValues"] == list(RUNTIME_GLIBC) == ["provided.al2023", "provided.al2"]
 
 
 @pytest.mark.parametrize(("param", "check", "samples"), [
     ("LayerName", check_layer_name, ["go-arm-lambda-bootstrap", "a", "x" * 140, "x" * 141, "a b", "a.b"]),
-    ("ContentS3Bucket", check_bucket_name, ["my-bucket", "my.bucket.eu", "ab", "Upper", "-lead", "a" * 64]),
+    ("ContentS3Bucket", check_bucket_name, ["my-bucket", "my.bucket.eu", "ab", "Upper", "-lead", "a" * 64,
+                                            "my..bucket", "a" * 63, "a-.b", "a.-b", "abc.", ".abc"]),
 ])
 def test_parameter_patterns_agree_with_the_cli(param: str, check: object, samples: list[str]) -> None:
     """CloudFormation should refuse exactly the names the CLI refuses, not fail later inside Lambda or S3."""
@@ -81,7 +86,7 @@ def test_layer_version() -> None:
     assert (layer["DeletionPolicy"], layer["UpdateReplacePolicy"]) == ("Retain", "Retain")
     props = layer["Properties"]
     assert props["CompatibleArchitectures"] == ["arm64"]
-    assert props["CompatibleRuntimes"] == ["provided.al2023"]
+    assert props["CompatibleRuntimes"] == [{"Ref": "CompatibleRuntime"}]
     assert props["LayerName"] == {"Ref": "LayerName"}
     assert props["Content"] == {"S3Bucket": {"Ref": "ContentS3Bucket"}, "S3Key": {"Ref": "ContentS3Key"}}
     assert props["LicenseInfo"] == "MIT"

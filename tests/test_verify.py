@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES, FUNCTIONS_MODULE, GoBuilder, require_tool
-from go_arm_lambda import limits, proc
+from go_arm_lambda import limits, proc, verify
 from go_arm_lambda.errors import UsageError
 from go_arm_lambda.verify import (
+    LAMBDA_GO,
     BinaryReport,
     Finding,
     Policy,
@@ -222,6 +223,68 @@ def test_goarm64_above_graviton2_is_an_error(answer_v9: Path) -> None:
     assert "SIGILL" in v.findings[0].message and "v8.2" in v.findings[0].message
 
 
+def build_info_elf(tmp_path: Path, *lines: str) -> Path:
+    """A hand-made arm64 ELF whose build info carries `lines` besides a module list."""
+    path = tmp_path / "fn"
+    path.write_bytes(pointer_format_elf(modinfo_text=OLD_MODINFO + "".join(f"{line}\n" for line in lines)))
+    return path
+
+
+# What a damaged or forged file may say; `go build` itself only writes levels that limits accepts.
+@pytest.mark.parametrize("line", ["build\tGOARM64=v8.1.2", "build\tGOARM64=v9.1x", "build\tGOARM64=v9.1,junk",
+                                  "build\tGOARM64=8.0", "build\tGOARM64=", 'build\tGOARM64="v8.0\\n"',
+                                  "build\tGOARM64=v10.0"])
+def test_unreadable_goarm64_in_the_build_info_is_a_finding(line: str, tmp_path: Path) -> None:
+    v = verify_path(build_info_elf(tmp_path, line), AL2023)
+    assert v.report.go is not None
+    value = v.report.go.settings["GOARM64"]
+    [f] = [f for f in v.findings if f.check == "goarm64"]
+    assert (f.severity, f.message) == ("error", (
+        f"GOARM64 {value!r} in the build info of fn is not a valid level, which `go build` never writes: the "
+        "file is damaged or was altered, and nothing says which arm64 CPUs it runs on; rebuild it with GOARM64 "
+        "from v8.0 (the default) to v8.2"))
+
+
+@pytest.mark.parametrize("value", ["v8.0", "v8.2,lse", "v8.2,crypto,lse", "v8.3", "v9.0,crypto", "v9.5"])
+def test_goarm64_in_the_build_info_is_judged_like_the_flag(value: str, tmp_path: Path) -> None:
+    try:
+        limits.check_goarm64(value)
+        flag_ok = True
+    except UsageError:
+        flag_ok = False
+    found = [f for f in verify_path(build_info_elf(tmp_path, f"build\tGOARM64={value}"), AL2023).findings
+             if f.check == "goarm64"]
+    assert found == [] if flag_ok else ["SIGILL" in f.message for f in found] == [True]
+
+
+_SETTING_KEY = st.sampled_from(["GOARM64", "GOOS", "GOARCH", "-tags", "CGO_ENABLED", "-ldflags"])
+_WORD = st.text(max_size=16)
+# Pieces of a Go-quoted value, including escapes Go never writes (code points past U+10FFFF, surrogates).
+_QUOTED = st.lists(st.sampled_from(["a", "v8.0", " ", "\\", '\\"', "\\n", "\\x41", "\\101", "\\u00e9",
+                                    "\\ud800", "\\UFFFFFFFF", "\\U0001F600", "\\q", "\\", '"', "`", ","]),
+                   max_size=6).map(lambda parts: '"' + "".join(parts) + '"')
+_MODINFO_LINE = st.one_of(
+    st.builds("build\t{}={}".format, st.one_of(_SETTING_KEY, _WORD), st.one_of(_WORD, _QUOTED)),
+    st.builds("build\t{}={}".format, _QUOTED, _WORD),
+    st.builds("dep\t{}\t{}\th1:x=".format, st.one_of(st.just(LAMBDA_GO), _WORD), _WORD),
+    st.builds("=>\t{}\t{}".format, _WORD, _WORD),
+    _WORD.map("mod\t{}".format), _WORD.map("path\t{}".format), _WORD)
+
+
+@settings(max_examples=300, deadline=timedelta(seconds=3))
+@given(st.lists(_MODINFO_LINE, max_size=12))
+def test_fuzz_build_info_text_is_judged_in_one_line_findings(lines: list[str]) -> None:
+    """Whatever the build info says, judging it gives findings, each one printable line, never an exception."""
+    report = BinaryReport(path=Path("fn"), size=1000, is_elf=True, elf_class=64, endianness="little",
+                          arch="aarch64", elf_type="EXEC", entry=0x10000, static=True,
+                          go=parse_modinfo("go1.26.0", "\n".join(lines)))
+    verdict = Verdict(report, judge(report, AL2023))
+    for f in verdict.findings:
+        assert f.message.isprintable() and "; " in f.message, f
+    format_table([verdict]).encode()  # what the CLI prints: no lone surrogates
+    json.dumps(verdict.to_json(), ensure_ascii=False).encode()
+
+
 def test_cgo_glibc_versions_equal_readelf_and_are_judged_per_runtime(cgo_bin: Path) -> None:
     readelf = shutil.which("aarch64-linux-gnu-readelf") or require_tool("readelf")
     out = proc.run([readelf, "-V", "-W", cgo_bin])
@@ -241,6 +304,17 @@ def test_cgo_glibc_versions_equal_readelf_and_are_judged_per_runtime(cgo_bin: Pa
     too_new = [v for v in report.glibc_required if tuple(map(int, v[6:].split("."))) > (2, 26)]
     assert all(v in glibc.message for v in too_new) and "GLIBC_2.17" not in glibc.message
     assert "glibc 2.26" in glibc.message and "provided.al2023" in glibc.message
+
+
+def test_shared_library_is_not_an_executable(c_with_lib: Path) -> None:
+    """ET_DYN like a PIE, but without a loader or an entry point: the kernel would jump to address 0."""
+    v = verify_path(c_with_lib.parent / "libextra.so", AL2023)
+    assert (v.report.elf_type, v.report.interpreter, v.report.entry) == ("DYN", None, 0)
+    assert not v.ok and checks(v.findings) == {("arch", "error"), ("go", "warning")}
+    [arch] = errors(v.findings)
+    assert arch.message == ("libextra.so is a shared library, not an executable: it has no entry point, so "
+                            "Lambda would crash it the moment it starts; build the program itself (package "
+                            "main, without -buildmode=c-shared or plugin)")
 
 
 def test_shared_library_beyond_glibc_is_a_warning(c_with_lib: Path) -> None:
@@ -311,7 +385,8 @@ OLD_MODINFO = ("path\texample.com/old\nmod\texample.com/old\t(devel)\t\n"
 BASE = 0x10000
 
 
-def pointer_format_elf(*, bits: int = 64, order: str = "<", sections: bool = True) -> bytes:
+def pointer_format_elf(*, bits: int = 64, order: str = "<", sections: bool = True,
+                       modinfo_text: str = OLD_MODINFO) -> bytes:
     """An executable laid out the way Go < 1.18 wrote build info: one RW PT_LOAD holding, at a 16-aligned
     offset, the 32-byte header whose two pointers lead to Go string headers {data, len}, then the strings.
     With `sections`, a .go.buildinfo section names the header; without, the PT_LOAD fallback must find it."""
@@ -319,7 +394,7 @@ def pointer_format_elf(*, bits: int = 64, order: str = "<", sections: bool = Tru
     ptr = bits // 8
     ehsize, phsize, shsize = (64, 56, 64) if bits == 64 else (52, 32, 40)
     info = 0x100
-    version, modinfo = b"go1.16.15", INFO_START + OLD_MODINFO.encode() + INFO_END
+    version, modinfo = b"go1.16.15", INFO_START + modinfo_text.encode() + INFO_END
     headers = info + 32  # the two string headers
     strings = headers + 4 * ptr
     blob = bytearray(info)
@@ -401,7 +476,7 @@ HOSTILE_FILES = {
                                "section header table"),
     "huge section": (_patched(_GOOD, "<Q", _SHOFF + 64 + 32, 1 << 60), "section .go.buildinfo"),
     "huge segment": (_patched(_GOOD, "<Q", 64 + 32, 1 << 60), "PT_LOAD segment"),
-    "bad shstrndx": (_patched(_GOOD, "<H", 62, 999), "malformed ELF"),
+    "bad shstrndx": (_patched(_GOOD, "<H", 62, 999), "the section headers or a section they describe cannot be"),
     "string pointer outside": (_patched(_GOOD, "<Q", 0x120, 0xDEAD0000), "corrupt Go build info"),
 }
 
@@ -412,6 +487,45 @@ def test_hostile_file_gives_one_clear_finding(name: str, tmp_path: Path) -> None
     path = tmp_path / "bootstrap"
     path.write_bytes(content)
     assert_one_read_error(path, words)
+
+
+@pytest.mark.parametrize(("name", "ending"), [
+    ("absurd e_phoff", "Lambda would fail with `exec format error`; build it with GOOS=linux GOARCH=arm64"),
+    ("huge segment", "Lambda would fail with `exec format error`; build it with GOOS=linux GOARCH=arm64"),
+    # The kernel never reads sections: the file may even start, so "damaged", not "exec format error".
+    ("absurd e_shoff", "the file is damaged; rebuild it"),
+    ("bad shstrndx", "the file is damaged; rebuild it"),
+    ("string pointer outside", "the file is damaged; rebuild it"),
+])
+def test_what_the_kernel_reads_decides_the_verdict(name: str, ending: str, tmp_path: Path) -> None:
+    path = tmp_path / "bootstrap"
+    path.write_bytes(HOSTILE_FILES[name][0])
+    [f] = verify_path(path, AL2023).findings
+    assert f.message.endswith(ending), f.message
+
+
+def test_corrupt_version_needs_are_named(cgo_bin: Path, tmp_path: Path) -> None:
+    """The first version need's aux offset points past the end: pyelftools' short read becomes a sentence."""
+    data = bytearray(cgo_bin.read_bytes())
+    with open(cgo_bin, "rb") as f:
+        verneed = ELFFile(f).get_section_by_name(".gnu.version_r")["sh_offset"]
+    struct.pack_into("<I", data, verneed + 8, 0x7FFFFF00)  # Elf64_Verneed.vn_aux
+    path = tmp_path / "cgo"
+    path.write_bytes(bytes(data))
+    [f] = verify_path(path, AL2023).findings
+    assert f.message == ("cgo: corrupt ELF: the symbol version needs (.gnu.version_r) cannot be parsed "
+                         "(corrupt or truncated): the file is damaged; rebuild it")
+
+
+def test_a_bug_in_the_reader_is_not_dressed_up_as_a_finding(monkeypatch: pytest.MonkeyPatch,
+                                                             cgo_bin: Path) -> None:
+    """Only the parsers' errors become findings, so the fuzz tests below can catch the reader's own bugs."""
+    def broken(section: object) -> list[str]:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(verify, "_glibc_versions", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        read_binary(cgo_bin)
 
 
 def assert_one_read_error(path: Path, words: str) -> None:
@@ -478,11 +592,15 @@ def _in_child_as_nobody(work: Callable[[], str]) -> str:
 # --- fuzz ---------------------------------------------------------------------------------------------------
 
 def _survives(path: Path) -> BinaryReport:
+    # read_binary maps only the parsers' own errors; anything else (a bug in the reader) fails the test here.
     report = read_binary(path)
     assert isinstance(report, BinaryReport)
+    for problem in report.problems:  # fixed sentences, never a parser's internals
+        assert problem.isprintable() and "Error(" not in problem and "expected " not in problem, problem
     verdict = Verdict(report, judge(report, AL2023))
-    format_table([verdict])
-    json.dumps(verdict.to_json())
+    assert all(f.message.isprintable() for f in verdict.findings), verdict.findings
+    format_table([verdict]).encode()
+    json.dumps(verdict.to_json(), ensure_ascii=False).encode()
     if report.problems:
         assert len(verdict.findings) == len(report.problems)
     return report

@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", type=Path, help="the bootstrap layer zip (omit in bootstrap mode)")
     p.add_argument("--event", default="{}", help="JSON event, or @FILE (default {})")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the response (default 10)")
+    p.add_argument("--runtime", choices=config.RUNTIMES, default="provided.al2023",
+                   help="the runtime to emulate (default provided.al2023)")
     _add_output_flags(p)
     p.set_defaults(run=cmd_smoke)
 
@@ -186,7 +188,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     from go_arm_lambda import smoke
 
     result = smoke.smoke(args.zip, args.handler, layer_zip=args.layer, event=smoke.load_event(args.event),
-                         timeout=args.timeout)
+                         timeout=args.timeout, runtime=args.runtime)
     if getattr(args, "json", False):
         _print_json(result.to_json())
     else:

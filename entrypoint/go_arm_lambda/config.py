@@ -24,7 +24,6 @@ MODES = ("layer", "bootstrap")
 RUNTIMES = ("provided.al2023", "provided.al2")
 COMMENT_POLICIES = ("auto", "always", "never")
 CONFIG_FILE_NAME = "go-arm-lambda.toml"
-MAX_TIMEOUT_S = 900  # Lambda's longest timeout
 
 
 @dataclass(frozen=True)
@@ -134,8 +133,9 @@ def _seconds(raw: Any, where: str) -> float:
     except ValueError:
         raise UsageError(f"{where}={raw!r} is not a number", "give seconds, such as 10") from None
     # Lambda's own ceiling: a function that needs longer could not run on Lambda either.
-    if not 0 < value <= MAX_TIMEOUT_S:
-        raise UsageError(f"{where}={value:g} is out of range", f"give seconds from 1 to {MAX_TIMEOUT_S}, such as 10")
+    if not 0 < value <= limits.MAX_TIMEOUT_S:
+        raise UsageError(f"{where}={value:g} is out of range",
+                         f"give seconds from 1 to {limits.MAX_TIMEOUT_S}, such as 10")
     return value
 
 

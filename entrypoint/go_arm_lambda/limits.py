@@ -13,6 +13,8 @@ from go_arm_lambda.errors import UsageError
 MAX_ZIP_IN_REQUEST = 50 * 1024 * 1024  # bytes; larger zips must go through S3
 MAX_UNZIPPED = 262_144_000  # function plus all its layers, unzipped
 MAX_LAYERS = 5
+MAX_TIMEOUT_S = 900  # a function's longest timeout
+MAX_EVENT = 6 * 1024 * 1024  # bytes of a synchronous invocation's payload
 
 RUNTIME_GLIBC = {"provided.al2023": (2, 34), "provided.al2": (2, 26)}
 
@@ -38,8 +40,13 @@ def goarm64_level(value: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
+def is_goarm64(value: str) -> bool:
+    """Whether the text is a GOARM64 level at all (verify reads it from binaries, where anything can be)."""
+    return _GOARM64.fullmatch(value) is not None
+
+
 def check_goarm64(value: str) -> None:
-    if not _GOARM64.match(value):
+    if not is_goarm64(value):
         raise UsageError(f"GOARM64 {value!r} is not a valid level",
                          "use v8.0 to v8.2, optionally with ,lse or ,crypto (e.g. v8.2,crypto)")
     if goarm64_level(value) > GOARM64_CEILING:

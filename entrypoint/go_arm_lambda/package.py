@@ -1,8 +1,13 @@
 """Deterministic zips of functions and of the bootstrap layer, and Lambda's size limits.
 
-The same binary must give the same zip, byte for byte, on every machine and every run: the zip's sha256 is
-how deploy decides "unchanged" (Lambda reports it as CodeSha256), so anything that varies with the clock, the
-umask or the OS (timestamps, modes, owner fields, entry order) is fixed here.
+The same binary must give the same zip, byte for byte, on every run: the zip's sha256 is how deploy decides
+"unchanged" (Lambda reports it as CodeSha256), so everything in the zip's own layout that varies with the
+clock, the umask or the OS (timestamps, modes, owner fields, entry order, compression level) is fixed here.
+The compressed bytes themselves come from the zlib that Python links: deflate's output is not specified byte
+for byte, and a different zlib (zlib-ng, a vendor-tuned build, another major version) may compress the same
+input differently. So zips are byte-identical where the zlib is the same (one image, one Debian release); a
+zip made with another zlib unpacks to the same files but may have another sha256, and deploy then sees a code
+change once.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 
 from go_arm_lambda.errors import PackageError
-from go_arm_lambda.limits import MAX_UNZIPPED, MAX_ZIP_IN_REQUEST
+from go_arm_lambda.limits import MAX_UNZIPPED, MAX_ZIP_IN_REQUEST, check_handler
 
 # The earliest time a zip can hold: any fixed value works, and this one plainly is not a real build time.
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -92,7 +97,7 @@ def write_zip(out_zip: Path, files: Mapping[str, bytes]) -> Artifact:
     Written to a temporary file and renamed, so a reader never sees half a zip.
     """
     for name in files:
-        _check_entry_name(name)
+        check_handler(name)  # each name is a handler the bootstrap will exec: Lambda's rule, and ours
     out_zip.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=out_zip.parent, prefix=f".{out_zip.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
@@ -115,14 +120,6 @@ def write_zip(out_zip: Path, files: Mapping[str, bytes]) -> Artifact:
         tmp.unlink(missing_ok=True)
         raise
     return Artifact(out_zip, digest, size, sum(len(data) for data in files.values()))
-
-
-def _check_entry_name(name: str) -> None:
-    """The same rules the bootstrap applies to _HANDLER, so a name we zip is one it will exec."""
-    parts = name.split("/")
-    if not name or name.startswith("/") or ".." in parts or "" in parts or "\\" in name:
-        raise PackageError(f"handler {name!r} is not a plain relative path inside the zip",
-                           "name it after the binary (e.g. orders or bin/orders), without '..', '//' or '\\'")
 
 
 def _read_regular_file(path: Path) -> bytes:

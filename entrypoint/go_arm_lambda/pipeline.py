@@ -125,7 +125,7 @@ def run_smoke(cfg: Config, functions: list[FunctionArtifacts], layer: package.Ar
 
     def one(f: FunctionArtifacts) -> smoke.SmokeResult:
         return smoke.smoke(f.zip.path, f.built.handler, layer_zip=layer.path if layer else None, event=event,
-                           timeout=cfg.smoke_timeout, function_name=f.built.spec.short_name)
+                           timeout=cfg.smoke_timeout, function_name=f.built.spec.short_name, runtime=cfg.runtime)
 
     # Two at a time: each is one emulated process, and the machine is usually also building or deploying.
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -12,7 +12,9 @@ import base64
 import binascii
 import collections
 import datetime
+import errno
 import json
+import math
 import os
 import platform
 import re
@@ -27,12 +29,12 @@ import uuid
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
-from go_arm_lambda import proc
+from go_arm_lambda import limits, proc
 from go_arm_lambda.errors import ToolchainError, UsageError
 
 API_PREFIX = "/2018-06-01/runtime/"
@@ -45,9 +47,13 @@ TAIL_BYTES = 4096
 STOP_GRACE_S = 1.0
 # Lambda caps a synchronous response at 6 MB; anything far beyond that is a runaway, not an answer.
 MAX_BODY = 16 * 1024 * 1024
+# Lambda's limit for a synchronous invocation's payload, so no event can be larger.
+# Lambda's longest function timeout (15 minutes).
 # Where qemu finds /lib/ld-linux-aarch64.so.1 for a cgo binary: Debian's aarch64 cross toolchain puts it here.
 AARCH64_SYSROOT = "/usr/aarch64-linux-gnu"
-_HANDLER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+ELF_MAGIC = b"\x7fELF"
+# The kernel reads at most this much of a `#!` line (BINPRM_BUF_SIZE).
+SHEBANG_MAX = 256
 
 
 # ---------------------------------------------------------------------------------------------- emulator
@@ -81,7 +87,6 @@ class Posted:
 
 @dataclass
 class _State:
-    requests: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path, status)
     served: bool = False
     outcome: Posted | None = None
     init_error: Posted | None = None
@@ -150,13 +155,12 @@ class RuntimeApiEmulator:
         self._stopping.wait()
         return None
 
-    def _record(self, method: str, path: str, status: int, posted: Posted | None = None) -> None:
+    def _record(self, posted: Posted) -> None:
         # Recorded before the 202 goes out, so by the time the function can exit, its answer is here.
         with self._cond:
-            self.state.requests.append((method, path, status))
-            if posted is not None and posted.kind == "init_error":
+            if posted.kind == "init_error":
                 self.state.init_error = posted
-            elif posted is not None and self.state.outcome is None:
+            elif self.state.outcome is None:
                 self.state.outcome = posted
             self._cond.notify_all()
 
@@ -186,7 +190,6 @@ def _make_handler(api: RuntimeApiEmulator) -> type[BaseHTTPRequestHandler]:
             if event is None:
                 self.close_connection = True
                 return
-            api._record("GET", self.path, 200)
             deadline_ms = int((time.time() + api.timeout) * 1000)
             self._answer(200, event, {
                 "Lambda-Runtime-Aws-Request-Id": api.request_id,
@@ -200,7 +203,6 @@ def _make_handler(api: RuntimeApiEmulator) -> type[BaseHTTPRequestHandler]:
             try:
                 body, trailers = _read_body(self)
             except ValueError as exc:
-                api._record("POST", self.path, 400)
                 self.close_connection = True
                 self._answer(400, _api_error("InvalidRequest", str(exc)))
                 return
@@ -212,11 +214,10 @@ def _make_handler(api: RuntimeApiEmulator) -> type[BaseHTTPRequestHandler]:
             if kind == "response" and error_type:
                 # A streamed response that failed half-way: aws-lambda-go puts the error in trailers.
                 kind, body = "error", _trailer_error_body(trailers, body)
-            api._record("POST", self.path, 202, Posted(kind, body, error_type, time.monotonic()))
+            api._record(Posted(kind, body, error_type, time.monotonic()))
             self._answer(202, b'{"status":"OK"}')
 
         def _not_found(self) -> None:
-            api._record(self.command, self.path, 404)
             self._answer(404, _api_error("InvalidRequest", f"no route for {self.command} {self.path}"))
 
         def _answer(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
@@ -296,22 +297,29 @@ class SmokeResult:
 
 
 def load_event(text: str) -> bytes:
-    """`--event` value: inline JSON, or `@FILE`. Returns the bytes to send, after checking they are JSON."""
-    if text.startswith("@"):
-        path = Path(text[1:])
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"cannot read event file {str(path)!r}: {exc.strerror or exc}",
-                             "pass --event @PATH to an existing JSON file, or the JSON itself") from None
-        _check_json(data, f"event file {str(path)!r}")
+    """`--event` value: inline JSON, or `@FILE`. Returns the bytes to send, after checking they are JSON
+    and within Lambda's payload limit."""
+    if not text.startswith("@"):
+        data = text.encode()
+        _check_event(data, "--event")
         return data
-    data = text.encode()
-    _check_json(data, "--event")
+    path = Path(text[1:])
+    what = f"event file {str(path)!r}"
+    fix = "pass --event @PATH to a JSON file, or the JSON itself"
+    _check_regular_file(path, what, fix)
+    try:
+        with path.open("rb") as f:
+            data = f.read(limits.MAX_EVENT + 1)  # one byte more than allowed is enough to refuse it
+    except OSError as exc:
+        raise UsageError(f"{what} cannot be read: {exc.strerror or exc}", fix) from None
+    _check_event(data, what)
     return data
 
 
-def _check_json(data: bytes, what: str) -> None:
+def _check_event(data: bytes, what: str) -> None:
+    if len(data) > limits.MAX_EVENT:
+        raise UsageError(f"{what} is larger than {limits.MAX_EVENT:,} bytes, Lambda's limit for an invocation payload",
+                         "pass a smaller event (--event JSON or --event @FILE)")
     try:
         json.loads(data)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both
@@ -320,11 +328,30 @@ def _check_json(data: bytes, what: str) -> None:
                          ) from None
 
 
+def _check_regular_file(path: Path, what: str, fix: str) -> None:
+    """Inputs are read whole: a FIFO would block the reader and a device (/dev/zero) never ends, so only a
+    regular file (or a link to one) is taken."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        why = "does not exist" if exc.errno == errno.ENOENT else f"cannot be read: {exc.strerror or exc}"
+        raise UsageError(f"{what} {why}", fix) from None
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{what} is a directory", fix)
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"{what} is not a regular file", fix)
+
+
 def smoke(function_zip: Path, handler: str, *, layer_zip: Path | None = None, event: bytes = b"{}",
           timeout: float = 10.0, function_name: str = "smoke-test", region: str = "us-east-1",
-          memory_mb: int = 128, env: Mapping[str, str] | None = None) -> SmokeResult:
-    """Invoke the packaged function once with `event`, as Lambda would, and say what came back."""
-    _check_inputs(function_zip, handler, layer_zip, event, timeout)
+          memory_mb: int = 128, env: Mapping[str, str] | None = None,
+          runtime: str = "provided.al2023") -> SmokeResult:
+    """Invoke the packaged function once with `event`, as Lambda would, and say what came back.
+
+    Bad input raises UsageError before anything runs; everything the function does, including failing to
+    start, is a SmokeResult.
+    """
+    _check_inputs(function_zip, handler, layer_zip, event, timeout, runtime)
     qemu = None if _host_is_arm64() else find_qemu()
     with tempfile.TemporaryDirectory(prefix="go-arm-lambda-smoke-", ignore_cleanup_errors=True) as tmp:
         task_root, opt, runtime_dir = Path(tmp, "task"), Path(tmp, "opt"), Path(tmp, "runtime")
@@ -340,16 +367,28 @@ def smoke(function_zip: Path, handler: str, *, layer_zip: Path | None = None, ev
             return SmokeResult(False, None, f"Couldn't find valid bootstrap(s) in {where}: Lambda fails "
                                "every invocation with Runtime.InvalidEntrypoint; name the binary bootstrap "
                                "or add the bootstrap layer (--layer)", 0, "")
+        # The layer's bootstrap execs the handler; a zip's own bootstrap is the handler itself.
+        layered = bootstrap.parent == opt
+        handler_path = task_root / handler if layered else None
+        starts = [(bootstrap, "the layer's bootstrap" if layered else "the function zip's bootstrap")]
+        if handler_path is not None:
+            starts.append((handler_path, f"handler {handler}"))
+        for path, what in starts:
+            problem = _exec_problem(path, what, cwd=task_root)
+            if problem:
+                return SmokeResult(False, None, problem, 0, "")
         with RuntimeApiEmulator(event, function_name=function_name, region=region, timeout=timeout) as api:
             run_env = lambda_env(api.address, handler, task_root=task_root, opt=opt,
                                  runtime_dir=runtime_dir, function_name=function_name, region=region,
-                                 memory_mb=memory_mb, user_env=env)
+                                 memory_mb=memory_mb, user_env=env, runtime=runtime)
             argv: list[str] = [str(bootstrap)]
             if qemu is not None:
                 shim = write_exec_shim(Path(tmp), qemu)
-                if _is_elf(bootstrap):
+                if _head(bootstrap).startswith(ELF_MAGIC):
                     argv.insert(0, str(shim))
-                else:  # a script bootstrap execs the handler through the wrapper, as Lambda's runtimes do
+                elif handler_path is None or not _head(handler_path).startswith(b"#!"):
+                    # A script bootstrap execs the handler through the wrapper, as Lambda's runtimes do; a
+                    # script handler runs as it is, through its own #! interpreter.
                     run_env["AWS_LAMBDA_EXEC_WRAPPER"] = str(shim)
                 if Path(AARCH64_SYSROOT).is_dir():
                     run_env.setdefault("QEMU_LD_PREFIX", AARCH64_SYSROOT)
@@ -357,22 +396,22 @@ def smoke(function_zip: Path, handler: str, *, layer_zip: Path | None = None, ev
 
 
 def _check_inputs(function_zip: Path, handler: str, layer_zip: Path | None, event: bytes,
-                  timeout: float) -> None:
+                  timeout: float, runtime: str) -> None:
     for what, path in (("function zip", function_zip), ("layer zip", layer_zip)):
         if path is None:
             continue
-        if not Path(path).is_file():
-            raise UsageError(f"{what} {str(path)!r} does not exist", "build it first (go-arm-lambda package) "
-                             "or fix the path")
+        _check_regular_file(Path(path), f"{what} {str(path)!r}",
+                           "pass the zip that go-arm-lambda package wrote (build it first, or fix the path)")
         if not zipfile.is_zipfile(path):
             raise UsageError(f"{what} {str(path)!r} is not a zip file",
                              "pass the zip that go-arm-lambda package wrote")
-    if not _HANDLER_NAME.match(handler):
-        raise UsageError(f"handler {handler!r} is not a plain file name",
-                         "pass the binary's name inside the zip, e.g. --handler orders (or bootstrap)")
-    _check_json(event, "the event")
-    if not timeout > 0:
-        raise UsageError(f"timeout {timeout:g} s is not positive", "pass --timeout in seconds, e.g. 10")
+    limits.check_handler(handler)
+    _check_event(event, "the event")
+    if not (math.isfinite(timeout) and 0 < timeout <= limits.MAX_TIMEOUT_S):
+        raise UsageError(f"timeout {timeout:g} s is out of range: Lambda allows more than 0 and at most "
+                         f"{limits.MAX_TIMEOUT_S} s", "pass --timeout in seconds, e.g. 10")
+    if runtime not in limits.RUNTIME_GLIBC:
+        raise UsageError(f"runtime {runtime!r} cannot be smoke-tested", "use " + " or ".join(limits.RUNTIME_GLIBC))
 
 
 def _host_is_arm64() -> bool:
@@ -405,14 +444,41 @@ def write_exec_shim(directory: Path, qemu: str) -> Path:
     return shim
 
 
-def _is_elf(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(4) == b"\x7fELF"
+def _head(path: Path) -> bytes:
+    """The bytes the kernel looks at to decide how to run a file; b"" for anything but a readable file."""
+    if not path.is_file():  # never open a FIFO: it would block
+        return b""
+    try:
+        with path.open("rb") as f:
+            return f.read(SHEBANG_MAX)
+    except OSError:
+        return b""
+
+
+def _exec_problem(path: Path, what: str, *, cwd: Path) -> str | None:
+    """Why execve would refuse `path`, said the way Lambda would, where the runner would say it badly:
+    qemu-user exits 1 without a word on a file that is not ELF, and a missing #! interpreter surfaces as
+    ENOENT, as if the file itself were missing. None when it would start, or when starting it (or the
+    bootstrap's own checks) says what is wrong clearly: a missing file, a directory, a lost exec bit."""
+    head = _head(path)
+    if not head or head.startswith(ELF_MAGIC):
+        return None
+    if not head.startswith(b"#!"):
+        return (f"{what} is neither an ELF executable nor a #! script: Lambda would fail with `exec format "
+                "error`; package the Linux arm64 binary (GOOS=linux GOARCH=arm64), or start a script with a #! "
+                "line")
+    words = head[2:].split(b"\n", 1)[0].split()
+    interpreter = words[0].decode("utf-8", "replace") if words else ""
+    if not interpreter or not os.path.exists(os.path.join(cwd, interpreter)):  # relative: the kernel's cwd
+        return (f"{what} starts with #!{interpreter}, which does not exist here: it cannot start, and Lambda "
+                "would fail the same way (Runtime.InvalidEntrypoint, no such file or directory); point the #! "
+                "line at an interpreter the runtime has, such as /bin/sh")
+    return None
 
 
 def lambda_env(api_address: str, handler: str, *, task_root: Path, opt: Path, runtime_dir: Path,
                function_name: str, region: str, memory_mb: int,
-               user_env: Mapping[str, str] | None = None) -> dict[str, str]:
+               user_env: Mapping[str, str] | None = None, runtime: str = "provided.al2023") -> dict[str, str]:
     """The environment Lambda gives a provided.* runtime: nothing of the host's but PATH."""
     today = datetime.datetime.now(datetime.UTC).strftime("%Y/%m/%d")
     env = dict(user_env or {})
@@ -431,7 +497,7 @@ def lambda_env(api_address: str, handler: str, *, task_root: Path, opt: Path, ru
         "AWS_LAMBDA_LOG_STREAM_NAME": f"{today}/[$LATEST]{uuid.uuid4().hex}",
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
-        "AWS_EXECUTION_ENV": "AWS_Lambda_provided.al2023",
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}",
         "TZ": ":UTC",
         "LANG": "en_US.UTF-8",
         "LD_LIBRARY_PATH": f"{task_root}/lib:{task_root}:{opt}/lib",
@@ -444,7 +510,8 @@ def lambda_env(api_address: str, handler: str, *, task_root: Path, opt: Path, ru
 
 
 def extract_zip(zip_path: Path, dest: Path) -> None:
-    """Extract with the unix mode bits the zip carries (zipfile drops them), refusing names outside `dest`.
+    """Extract with the unix permission bits the zip carries (zipfile drops them), refusing names outside
+    `dest`, more than Lambda would unzip, and entries this file system cannot hold.
 
     The modes matter: a handler stored without its exec bit is what breaks in Lambda, so it must break here.
     """
@@ -457,7 +524,15 @@ def extract_zip(zip_path: Path, dest: Path) -> None:
 def _extract(zip_path: Path, root: Path) -> None:
     seen: set[str] = set()
     with zipfile.ZipFile(zip_path) as zf:
-        for info in zf.infolist():
+        infos = zf.infolist()
+        # zipfile stops each entry at its declared size (and checks its CRC there), so the sum bounds what
+        # is written: a zip bomb is refused before its first byte lands on disk.
+        unzipped = sum(info.file_size for info in infos)
+        if unzipped > limits.MAX_UNZIPPED:
+            raise UsageError(f"{str(zip_path)!r} unzips to {unzipped:,} bytes, over Lambda's limit of "
+                             f"{limits.MAX_UNZIPPED:,} bytes (250 MB) for a function and its layers",
+                             "make the binary smaller (-ldflags '-s -w', fewer dependencies)")
+        for info in infos:
             name = info.filename
             if name.startswith(("/", "\\")) or ".." in Path(name).parts or re.match(r"^[A-Za-z]:", name):
                 raise UsageError(f"{str(zip_path)!r} holds an unsafe name {name!r}",
@@ -465,26 +540,38 @@ def _extract(zip_path: Path, root: Path) -> None:
             if name.rstrip("/") in seen:  # a second copy could re-point a link already checked
                 raise UsageError(f"{str(zip_path)!r} holds {name!r} twice", "rebuild the zip")
             seen.add(name.rstrip("/"))
-            mode = (info.external_attr >> 16) if info.create_system == 3 else 0
-            target = root / name
-            if not target.parent.resolve().is_relative_to(root):
-                raise UsageError(f"{str(zip_path)!r} writes {name!r} through a link outside the archive",
-                                 "rebuild the zip without symlinks that point outside it")
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if stat.S_ISLNK(mode):
-                link = zf.read(info).decode()
-                if os.path.isabs(link) or not (target.parent / link).resolve().is_relative_to(root):
-                    raise UsageError(f"{str(zip_path)!r} holds a symlink {name!r} -> {link!r} outside it",
-                                     "ship the file itself instead of a link")
-                target.symlink_to(link)
-                continue
-            with zf.open(info) as src, target.open("wb") as out:
-                shutil.copyfileobj(src, out)
-            # No unix mode (a zip made on Windows): no exec bit, so a handler packaged that way fails here.
-            target.chmod(stat.S_IMODE(mode) if mode else 0o644)
+            try:
+                _extract_entry(zf, info, root, zip_path)
+            except OSError as exc:  # a name too long for this file system, "a" then "a/b", ...
+                clash = exc.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR)
+                why = "a file and a directory in it share a path" if clash else exc.strerror or str(exc)
+                raise UsageError(f"{str(zip_path)!r} holds {name!r}, which cannot be extracted: {why}",
+                                 "rebuild the zip (go-arm-lambda package writes one file per name)") from None
+
+
+def _extract_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, root: Path, zip_path: Path) -> None:
+    name = info.filename
+    mode = (info.external_attr >> 16) if info.create_system == 3 else 0
+    target = root / name
+    if not target.parent.resolve().is_relative_to(root):
+        raise UsageError(f"{str(zip_path)!r} writes {name!r} through a link outside the archive",
+                         "rebuild the zip without symlinks that point outside it")
+    if info.is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if stat.S_ISLNK(mode):
+        link = zf.read(info).decode()
+        if os.path.isabs(link) or not (target.parent / link).resolve().is_relative_to(root):
+            raise UsageError(f"{str(zip_path)!r} holds a symlink {name!r} -> {link!r} outside it",
+                             "ship the file itself instead of a link")
+        target.symlink_to(link)
+        return
+    with zf.open(info) as src, target.open("wb") as out:
+        shutil.copyfileobj(src, out)
+    # Permission bits only: a setuid, setgid or sticky bit from a zip has no business on this machine. No
+    # unix mode at all (a zip made on Windows) means no exec bit, so a handler packaged that way fails here.
+    target.chmod(mode & 0o777 if mode else 0o644)
 
 
 class _Tail:
