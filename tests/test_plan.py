@@ -10,7 +10,7 @@ import pytest
 from awsfakes import REGION, FakeAws, artifacts, desired, plan_for
 from go_arm_lambda import limits
 from go_arm_lambda.config import FunctionSpec
-from go_arm_lambda.errors import UsageError
+from go_arm_lambda.errors import PackageError, UsageError
 from go_arm_lambda.plan import PendingLayer, merge_layers
 
 LAYER = "go-arm-lambda-bootstrap"
@@ -137,7 +137,10 @@ def test_regions_are_read_side_by_side(aws: FakeAws, tmp_path: Path) -> None:
 def test_unzipped_limit(aws: FakeAws, tmp_path: Path) -> None:
     zips = artifacts(tmp_path, ["orders"])
     zips["orders"] = dataclasses.replace(zips["orders"], unzipped_size=limits.MAX_UNZIPPED)
-    refused(aws, desired(zips), "unzipped with the layer is")
+    # The packager's rule and error (exit 1: the build made something Lambda cannot take), before any write.
+    with pytest.raises(PackageError, match="unzipped with the bootstrap layer, over Lambda's limit"):
+        plan_for(aws.url, desired(zips))
+    assert aws.proxy.mutating() == []
 
 
 @pytest.mark.parametrize(("options", "match"), [

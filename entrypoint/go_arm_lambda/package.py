@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 from go_arm_lambda.errors import PackageError
 from go_arm_lambda.limits import MAX_UNZIPPED, MAX_ZIP_IN_REQUEST, check_handler
@@ -75,7 +76,16 @@ def bootstrap_script() -> bytes:
                        "reinstall go-arm-lambda (pip install --force-reinstall go-arm-lambda)")
 
 
-def check_limits(function: Artifact, layer: Artifact | None, name: str) -> bool:
+class Sized(Protocol):
+    """What the size rules need of a zip; the planner passes zips it did not make itself."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def unzipped_size(self) -> int: ...
+
+
+def check_limits(function: Sized, layer: Sized | None, name: str) -> bool:
     """Raises when Lambda would refuse the function; returns True when its zip must go through S3.
 
     Only the unzipped total is fatal: a zip over the request limit still deploys, just not inline.

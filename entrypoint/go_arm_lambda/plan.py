@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
-from go_arm_lambda import limits
+from go_arm_lambda import limits, package
 from go_arm_lambda.aws import AliasState, CodeSource, FunctionState, LambdaView, LayerState, S3Object
 from go_arm_lambda.config import FunctionSpec
 from go_arm_lambda.errors import UsageError, UserError
@@ -328,23 +328,17 @@ def _check_inputs(desired: DesiredState) -> None:
     if desired.s3_bucket is not None:
         for region in desired.regions:
             limits.check_bucket_name(_bucket(desired, region))
-    layer_unzipped = desired.layer.zip.unzipped_size if desired.layer else 0
+    layer_zip = desired.layer.zip if desired.layer else None
+    sized = [(want.spec.short_name, want.zip, layer_zip) for want in desired.functions]
+    if desired.layer is not None:
+        sized.append((desired.layer.name, desired.layer.zip, None))
     for want in desired.functions:
         limits.check_function_name(want.spec.name)
-        _check_zip_size(desired, want.spec.short_name, want.zip)
-        if want.zip.unzipped_size + layer_unzipped > limits.MAX_UNZIPPED:
-            raise UsageError(f"function {want.spec.short_name} unzipped with the layer is "
-                             f"{want.zip.unzipped_size + layer_unzipped} bytes, over Lambda's "
-                             f"{limits.MAX_UNZIPPED}",
-                             "make the binary smaller (-ldflags '-s -w', fewer dependencies)")
-    if desired.layer is not None:
-        _check_zip_size(desired, desired.layer.name, desired.layer.zip)
-
-
-def _check_zip_size(desired: DesiredState, what: str, zip_: Artifact) -> None:
-    if zip_.size > limits.MAX_ZIP_IN_REQUEST and desired.s3_bucket is None:
-        raise UsageError(f"the zip of {what} is {zip_.size} bytes, over the {limits.MAX_ZIP_IN_REQUEST} "
-                         "bytes Lambda takes in a request", "give --s3-bucket to upload it through S3")
+    for what, zip_, with_layer in sized:
+        # The packager's own rule, so a zip it accepts and one the plan accepts are the same zips.
+        if package.check_limits(zip_, with_layer, what) and desired.s3_bucket is None:
+            raise UsageError(f"the zip of {what} is {zip_.size:,} bytes, over the {limits.MAX_ZIP_IN_REQUEST:,} "
+                             "bytes Lambda takes in a request", "give --s3-bucket to upload it through S3")
 
 
 def _bucket(desired: DesiredState, region: str) -> str:
