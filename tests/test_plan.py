@@ -145,7 +145,7 @@ def test_unzipped_limit(aws: FakeAws, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("options", "match"), [
     ({"alias": "123"}, "alias '123' is not valid"),
-    ({"alias": "live"}, "needs a version to point at"),
+    ({"alias": "live"}, "needs a published version to point at"),
     ({"layer_permissions": ["12345"]}, "layer permission '12345' is not valid"),
     ({"s3_bucket": "Bad_Bucket"}, "S3 bucket name 'Bad_Bucket' is not valid"),
     ({"layer_name": "bad name"}, "layer name 'bad name' is not valid"),

@@ -333,29 +333,15 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
 
 def _check_together(cfg: Config) -> None:
     """Everything about the inputs that can be known without building or asking AWS, checked before any work."""
-    seen: dict[str, str] = {}
+    seen: set[str] = set()
     for spec in cfg.functions:
-        limits.check_function_name(spec.name)
         if spec.short_name in seen:
             raise UsageError(f"function {spec.short_name!r} is listed twice", "list each function once")
-        seen[spec.short_name] = spec.package
-    for region in cfg.regions:
-        limits.check_region(region)
-    limits.check_layer_name(cfg.layer_name)
-    if cfg.layer_mode and cfg.layer_name.startswith("arn:"):
-        raise UsageError(f"layer name {cfg.layer_name} is an ARN, but layer mode publishes the layer itself",
-                         "give a bare layer name (e.g. go-arm-lambda-bootstrap)")
-    if cfg.alias is not None:
-        limits.check_alias(cfg.alias)
-        if not cfg.publish:
-            raise UsageError(f"alias {cfg.alias} needs a published version to point at",
-                             "also set publish (--publish, or publish-version: true)")
-    for principal in cfg.layer_permissions:
-        limits.check_layer_principal(principal)
-    if cfg.s3_bucket is not None:
-        # S3 code must sit in the function's region, so one bucket name may stand for one bucket per region.
-        for region in cfg.regions or ("us-east-1",):
-            limits.check_bucket_name(cfg.s3_bucket.replace("{region}", region))
+        seen.add(spec.short_name)
+    limits.check_deploy_inputs(functions=[f.name for f in cfg.functions], regions=cfg.regions,
+                               layer_name=cfg.layer_name, layer_mode=cfg.layer_mode,
+                               principals=cfg.layer_permissions, alias=cfg.alias, publish=cfg.publish,
+                               bucket=cfg.s3_bucket)
     if cfg.endpoint_url is not None:
         url = urllib.parse.urlparse(cfg.endpoint_url)
         if url.scheme not in ("http", "https") or not url.netloc:

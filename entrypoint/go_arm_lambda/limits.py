@@ -7,6 +7,7 @@ deploy. Everything here is pure, and config/plan call it before the first write.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from go_arm_lambda.errors import UsageError
 
@@ -143,6 +144,35 @@ def check_layer_principal(principal: str) -> None:
         return
     raise UsageError(f"layer permission {principal!r} is not valid",
                      "use a 12-digit account id, an account root ARN, * for public, or org:o-xxxxxxxxxx")
+
+
+def check_deploy_inputs(*, functions: Sequence[str], regions: Sequence[str], layer_name: str, layer_mode: bool,
+                        principals: Sequence[str], alias: str | None, publish: bool, bucket: str | None) -> None:
+    """Every deploy input against AWS's rules. Config calls it before the build, the planner again before the
+    first write (the planner is also a library entry point), so both refuse exactly the same things."""
+    for name in functions:
+        check_function_name(name)
+    repeated = sorted({r for r in regions if list(regions).count(r) > 1})
+    if repeated:
+        # Deploying a region twice would publish its layer twice and race two updates of each function.
+        raise UsageError(f"region {', '.join(repeated)} is given more than once", "give each region once")
+    for region in regions:
+        check_region(region)
+    check_layer_name(layer_name)
+    if layer_mode and layer_name.startswith("arn:"):
+        raise UsageError(f"layer name {layer_name} is an ARN, but layer mode publishes the layer itself",
+                         "give a bare layer name (e.g. go-arm-lambda-bootstrap)")
+    for principal in principals:
+        check_layer_principal(principal)
+    if alias is not None:
+        check_alias(alias)
+        if not publish:
+            raise UsageError(f"alias {alias} needs a published version to point at",
+                             "also set publish (--publish, or publish-version: true)")
+    if bucket is not None:
+        # S3 code must sit in the function's region, so one bucket name may stand for one bucket per region.
+        for region in regions or ("us-east-1",):
+            check_bucket_name(bucket.replace("{region}", region))
 
 
 def check_bucket_name(bucket: str) -> None:

@@ -308,32 +308,14 @@ def _check_inputs(desired: DesiredState) -> None:
     """AWS's own rules, which moto and botocore do not check, on everything given."""
     if not desired.regions:
         raise UsageError("no region to deploy to", "give --region, e.g. --region eu-west-1")
-    repeated = sorted({r for r in desired.regions if desired.regions.count(r) > 1})
-    if repeated:
-        # Deploying a region twice would publish its layer twice and race two updates of each function.
-        raise UsageError(f"region {', '.join(repeated)} is given more than once", "give each region once")
-    for region in desired.regions:
-        limits.check_region(region)
-    limits.check_layer_name(desired.layer_name)
-    if desired.layer is not None:
-        if desired.layer.name.startswith("arn:"):
-            raise UsageError(f"--layer-name {desired.layer.name} is an ARN, but the layer is published in "
-                             "every target region", "give the bare layer name")
-        for principal in desired.layer.permissions:
-            limits.check_layer_principal(principal)
-    if desired.alias is not None:
-        limits.check_alias(desired.alias)
-        if not desired.publish:
-            raise UsageError(f"--alias {desired.alias} needs a version to point at", "add --publish")
-    if desired.s3_bucket is not None:
-        for region in desired.regions:
-            limits.check_bucket_name(_bucket(desired, region))
+    limits.check_deploy_inputs(functions=[f.spec.name for f in desired.functions], regions=desired.regions,
+                               layer_name=desired.layer_name, layer_mode=desired.layer is not None,
+                               principals=desired.layer.permissions if desired.layer else (),
+                               alias=desired.alias, publish=desired.publish, bucket=desired.s3_bucket)
     layer_zip = desired.layer.zip if desired.layer else None
     sized = [(want.spec.short_name, want.zip, layer_zip) for want in desired.functions]
     if desired.layer is not None:
         sized.append((desired.layer.name, desired.layer.zip, None))
-    for want in desired.functions:
-        limits.check_function_name(want.spec.name)
     for what, zip_, with_layer in sized:
         # The packager's own rule, so a zip it accepts and one the plan accepts are the same zips.
         if package.check_limits(zip_, with_layer, what) and desired.s3_bucket is None:
