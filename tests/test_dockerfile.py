@@ -158,8 +158,7 @@ def _action() -> dict[str, Any]:
 
 
 def _field_for(input_name: str) -> str | None:
-    by_flag = {f.flag: key for key, f in config.FIELDS.items()}
-    return config.ACTION_INPUT_ALIASES.get(input_name) or by_flag.get(input_name)
+    return config.ACTION_INPUTS.get(input_name)
 
 
 def test_action_is_a_docker_action_built_from_the_dockerfile() -> None:
@@ -187,6 +186,8 @@ def test_every_input_is_documented_and_maps_to_a_config_field() -> None:
         assert len(str(spec.get("description", "")).strip()) > 15, f"input {name} is not documented"
         assert spec.get("required", False) is False, f"{name}: the config file may provide it"
         assert _field_for(name) is not None, f"input {name} has no field in config.FIELDS"
+    # and the program reads no input that action.yml does not declare
+    assert set(config.ACTION_INPUTS) == set(inputs)
 
 
 def test_input_defaults_match_the_programs_own_defaults() -> None:

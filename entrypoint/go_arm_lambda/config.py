@@ -254,6 +254,11 @@ ACTION_INPUT_ALIASES = {
     "publish-version": "publish",
     "config": "config_file",
 }
+# Settings of the command line only: the Action decides these itself (where output goes, which go, JSON).
+CLI_ONLY = frozenset({"out", "go", "concurrency", "report", "json"})
+# The Action's inputs, as action.yml declares them (tests/test_dockerfile.py holds the two together).
+ACTION_INPUTS = {f.flag: key for key, f in FIELDS.items()
+                 if key not in CLI_ONLY and key not in ACTION_INPUT_ALIASES.values()} | ACTION_INPUT_ALIASES
 
 
 def _action_input(env: Mapping[str, str], name: str) -> str | None:
@@ -268,8 +273,7 @@ def _action_input(env: Mapping[str, str], name: str) -> str | None:
 def from_action_env(env: Mapping[str, str]) -> dict[str, Any]:
     """Raw values from INPUT_* variables. An empty input means 'not given', as Actions sends unset inputs."""
     raw: dict[str, Any] = {}
-    names = {f.flag: key for key, f in FIELDS.items()} | ACTION_INPUT_ALIASES
-    for input_name, key in names.items():
+    for input_name, key in ACTION_INPUTS.items():
         value = _action_input(env, input_name)
         if value is not None and value.strip() != "":
             raw[key] = (value, f"input {input_name}")
