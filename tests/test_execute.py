@@ -456,3 +456,10 @@ def test_an_unexpected_layer_error_leaves_the_region_not_touched(aws: FakeAws, t
     assert result.errors[0].startswith(f"layer {LAYER} ({REGION}): unexpected ValueError: ")
     assert result.functions[0].status == "not-touched"
     assert result.to_report()["layer"]["published"] == {REGION: False}
+
+
+def test_changes_name_the_layer_version_that_was_published(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders", runtime="go1.x", handler="orders")
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"])))
+    layers = [c for c in result.functions[0].changes if c.startswith("layers:")]
+    assert layers == ["layers: [] -> [go-arm-lambda-bootstrap:1]"]

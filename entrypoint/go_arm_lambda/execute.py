@@ -29,6 +29,7 @@ from go_arm_lambda.plan import (
     UpdateCode,
     UpdateConfig,
     UploadS3,
+    layer_label,
 )
 
 
@@ -220,6 +221,9 @@ def _run_function(fp: FunctionPlan, writer: LambdaWriter, layer_arn: str | None,
         result.status = "failed"
         result.error = _failure(exc)
     result.code_sha256, result.runtime, result.architecture = code_sha256, runtime, architecture
+    if layer_arn is not None and result.status == "updated":  # name the layer version that now exists
+        pending, published = str(PendingLayer(layer_arn.split(":")[6])), layer_label(layer_arn)
+        result.changes = [change.replace(pending, published) for change in result.changes]
     return result
 
 

@@ -412,7 +412,8 @@ def _source(desired: DesiredState, region: str, steps: list[Step], target: str, 
     return obj
 
 
-def _layer_label(ref: LayerRef) -> str:
+def layer_label(ref: LayerRef) -> str:
+    """`name:version` of a layer version ARN, for people to read in plans and reports."""
     if isinstance(ref, PendingLayer):
         return str(ref)
     parts = ref.split(":")
@@ -476,8 +477,8 @@ def _plan_function(desired: DesiredState, want: DesiredFunction, current: _Curre
         config_changes.append(f"handler: {state.handler} -> {want.handler}")
     new_layers = layers if layers != state.layers else None
     if new_layers is not None:
-        config_changes.append("layers: [{}] -> [{}]".format(", ".join(map(_layer_label, state.layers)),
-                                                            ", ".join(map(_layer_label, layers))))
+        config_changes.append("layers: [{}] -> [{}]".format(", ".join(map(layer_label, state.layers)),
+                                                            ", ".join(map(layer_label, layers))))
     if config_changes:
         steps.append(UpdateConfig(region, name, runtime, handler, new_layers, tuple(config_changes)))
 
