@@ -49,7 +49,7 @@ def test_first_deploy_migrates_go1x_x86_and_provided_al2(aws: FakeAws, tmp_path:
     assert zips[""].sha256 in published["Description"]
     report = by_name(result)
     assert report["orders"]["changes"] == ["code", "architecture: x86_64 -> arm64", "runtime: go1.x -> provided.al2023",
-                                           "handler: main -> orders", f"layers: [] -> [{LAYER}:(new version)]"]
+                                           "handler: main -> orders", f"layers: [] -> [{LAYER}:1]"]
     assert report["users"]["status"] == "updated" and report["users"]["changed"] is True
     assert {(f["runtime"], f["architecture"]) for f in report.values()} == {("provided.al2023", "arm64")}
     assert result.mutating_calls == len(aws.proxy.mutating()) == 5
