@@ -253,16 +253,17 @@ def cmd_action(args: argparse.Namespace) -> int:
     env = os.environ
     workspace = Path(env.get("GITHUB_WORKSPACE") or ".")
     cfg: config.Config | None = None
+    # First of all, so that no later line, not even an error about the inputs, can show the token.
+    actions.mask(config.action_input(env, "github-token"))
     try:
         cfg = config.load({}, use_action_inputs=True)
-        actions.mask(cfg.github_token)
         os.environ.update(actions.prepare_container(env, cfg.source.resolve()))
         # Regions given: build and deploy. None: build, verify, smoke and package only (a pull request check).
         result = pipeline.run_job(cfg, _stager(cfg), deploy=bool(cfg.regions))
     except UserError as err:  # the inputs themselves were wrong
         result = pipeline.JobResult(pipeline.job_report(cfg or config.Config(), None, None, errors=[str(err)]),
                                     False, err)
-    report_path = (cfg.report if cfg and cfg.report else None) or workspace / ".go-arm-lambda" / "report.json"
+    report_path = workspace / ".go-arm-lambda" / "report.json"
     pipeline.write_report(report_path, result.report)
     actions.set_outputs(report.action_outputs(result.report, actions.relative_to_workspace(report_path)))
     actions.append_summary(report.summary_markdown(result.report))

@@ -261,7 +261,7 @@ ACTION_INPUTS = {f.flag: key for key, f in FIELDS.items()
                  if key not in CLI_ONLY and key not in ACTION_INPUT_ALIASES.values()} | ACTION_INPUT_ALIASES
 
 
-def _action_input(env: Mapping[str, str], name: str) -> str | None:
+def action_input(env: Mapping[str, str], name: str) -> str | None:
     # Runners keep hyphens (INPUT_GITHUB-TOKEN); shells and docker run can only set underscores. Not
     # actions-toolkit's get_input: it knows only the hyphen spelling, and only os.environ.
     for key in (f"INPUT_{name.upper()}", f"INPUT_{name.upper().replace('-', '_')}"):
@@ -274,7 +274,7 @@ def from_action_env(env: Mapping[str, str]) -> dict[str, Any]:
     """Raw values from INPUT_* variables. An empty input means 'not given', as Actions sends unset inputs."""
     raw: dict[str, Any] = {}
     for input_name, key in ACTION_INPUTS.items():
-        value = _action_input(env, input_name)
+        value = action_input(env, input_name)
         if value is not None and value.strip() != "":
             raw[key] = (value, f"input {input_name}")
     return raw
