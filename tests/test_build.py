@@ -136,8 +136,19 @@ def _module(root: Path, gomod: str, files: dict[str, str]) -> Path:
 def test_clashing_binary_names_are_refused(tmp_path: Path) -> None:
     src = _module(tmp_path / "m", "module m\n\ngo 1.22\n", {
         "a/api/main.go": "package main\nfunc main() {}\n", "b/api/main.go": "package main\nfunc main() {}\n"})
-    with pytest.raises(UsageError, match="two packages would both build a binary named 'api'"):
+    with pytest.raises(UsageError, match=r"two packages would both build a binary named 'api'.* use --mode bootstrap"):
         build.build(_cfg(src, "one=./a/api", "two=./b/api"), tmp_path / "out")
+
+
+def test_bootstrap_mode_builds_same_named_packages_apart(tmp_path: Path) -> None:
+    src = _module(tmp_path / "m", "module m\n\ngo 1.22\n", {
+        "users/handler/main.go": 'package main\n\nfunc main() { println("users") }\n',
+        "billing/handler/main.go": 'package main\n\nfunc main() { println("billing") }\n'})
+    built = build.build(_cfg(src, "users=./users/handler", "billing=./billing/handler", mode="bootstrap"),
+                        tmp_path / "out" / "bin")
+    assert [b.handler for b in built] == ["bootstrap", "bootstrap"]
+    assert [b.binary.relative_to(tmp_path / "out").as_posix() for b in built] == ["bin/handler", "bin-2/handler"]
+    assert _sha(built[0].binary) != _sha(built[1].binary)
 
 
 def test_same_package_for_two_functions_is_one_binary(tmp_path: Path) -> None:
@@ -217,3 +228,19 @@ def test_compiler_continuation_lines_stay_with_their_message(tmp_path: Path) -> 
 def test_source_that_is_a_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"source directory .*go\.mod is not a directory"):
         build.build(_cfg(EXAMPLES / "go.mod", "hello=./cmd/hello"), tmp_path)
+
+
+def test_a_go_work_needing_a_newer_go_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GOTOOLCHAIN", raising=False)
+    monkeypatch.delenv("GOWORK", raising=False)
+    src = _module(tmp_path / "repo" / "svc", "module svc\n\ngo 1.22\n", {"cmd/api/main.go": "package main\n"})
+    (tmp_path / "repo" / "go.work").write_text("go 1.99\n\nuse ./svc\n")
+    with pytest.raises(ToolchainError, match=r"go\.work needs go 1\.99\.0"):
+        build.build(_cfg(src, "api=./cmd/api"), tmp_path / "out")
+
+
+def test_a_cgo_only_package_hints_at_cgo(tmp_path: Path) -> None:
+    src = _module(tmp_path / "m", "module m\n\ngo 1.22\n", {
+        "cmd/api/main.go": '//go:build cgo\n\npackage main\n\nimport "C"\n\nfunc main() {}\n'})
+    with pytest.raises(BuildError, match="a package that needs cgo builds only with --cgo"):
+        build.build(_cfg(src, "api=./cmd/api"), tmp_path / "out")

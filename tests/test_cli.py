@@ -13,7 +13,7 @@ import pytest
 
 from awsfakes import REGION, FakeAws
 from conftest import EXAMPLES, FUNCTIONS_MODULE, GoBuilder, require_tool
-from go_arm_lambda import cli
+from go_arm_lambda import cli, package
 
 HELLO = "hello=./cmd/hello"
 ORDERS = "orders-api=./cmd/orders"
@@ -66,9 +66,10 @@ def test_build_reads_the_config_file_and_flags_win(tmp_path: Path, capsys: pytes
 def test_build_smoke_invokes_each_function(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     require_tool("qemu-aarch64-static")
     code, _, err = run(capsys, "build", "--source", str(FUNCTIONS_MODULE), "--function", "answer=./cmd/answer",
-                         "--function", "fail=./cmd/fail", "--out", str(tmp_path))
+                         "--function", "fail=./cmd/fail", "--function", "panic=./cmd/panic", "--out", str(tmp_path))
     assert code == 1
-    assert last_error(err) == ("error: smoke invocation of fail failed: Handler returned an error: errorString: "
+    assert last_error(err) == ("error: smoke invocation of fail (and panic) failed: Handler returned an error: "
+                               "errorString: "
                                "order 42 was rejected. run `go-arm-lambda smoke` on its zip to see it, fix the "
                                "function, or turn smoke off (--no-smoke, or smoke: false)")
 
@@ -125,7 +126,7 @@ def test_file_system_problems_are_one_line(tmp_path: Path, capsys: pytest.Captur
 
 # --- verify, layer (smoke's CLI is tested in test_smoke) ---------------------------------------------
 
-def test_verify_exit_codes_and_json(gobuild: GoBuilder, fixture_bins: Path,
+def test_verify_exit_codes_and_json(gobuild: GoBuilder, fixture_bins: Path, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     good = fixture_bins / "answer"
     amd64 = gobuild.build(FUNCTIONS_MODULE, ["./cmd/answer"], goarch="amd64") / "answer"
@@ -135,6 +136,9 @@ def test_verify_exit_codes_and_json(gobuild: GoBuilder, fixture_bins: Path,
     doc = json.loads(out)
     assert code == 1 and [d["ok"] for d in doc] == [True, False]
     assert doc[1]["arch"] == "x86-64" and any("exec format error" in f["message"] for f in doc[1]["findings"])
+    zipped = package.package_function(good, "answer", tmp_path / "answer.zip").path
+    code, out, _ = run(capsys, "verify", str(zipped))
+    assert code == 1 and "is a zip archive, not a binary: verify the binary inside it" in out
     code, _, err = run(capsys, "verify", str(good), "--runtime", "go1.x")
     assert code == 2 and "invalid choice: 'go1.x'" in err
 

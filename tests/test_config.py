@@ -115,3 +115,25 @@ def test_config_file_values_must_have_the_right_shape(tmp_path: Path) -> None:
     assert json.loads(config.load({"source": str(tmp_path)}, env={}).smoke_event) == {"name": "Ada"}
     with pytest.raises(UsageError, match="cannot be read"):
         config.load({"source": str(tmp_path), "config_file": str(tmp_path)}, env={})
+
+
+def test_functions_lines_allow_spaces_and_comments(tmp_path: Path) -> None:
+    env = {"GITHUB_ACTIONS": "true", "INPUT_FUNCTIONS": "# the API\norders = ./cmd/orders\r\n\nhello= ./cmd/hello,\n"}
+    cfg = config.load({"source": str(tmp_path)}, env=env)
+    assert cfg.functions == (FunctionSpec("orders", "./cmd/orders"), FunctionSpec("hello", "./cmd/hello"))
+
+
+def test_a_flag_turns_off_a_switch_the_file_turned_on(tmp_path: Path) -> None:
+    from go_arm_lambda import cli
+
+    (tmp_path / config.CONFIG_FILE_NAME).write_text("publish = true\ndry-run = true\ncgo = true\n")
+    args = cli.build_parser().parse_args(["deploy", "--no-publish", "--no-dry-run", "--no-cgo", "--no-smoke"])
+    cfg = config.load({**cli._given(args), "source": str(tmp_path)}, env={})
+    assert (cfg.publish, cfg.dry_run, cfg.cgo, cfg.smoke) == (False, False, False, False)
+
+
+def test_an_arn_in_another_region_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    arn = "arn:aws:lambda:eu-west-1:123456789012:function:orders"
+    with pytest.raises(UsageError, match="is in eu-west-1, but the deploy targets us-east-1"):
+        config.load({"source": str(tmp_path), "functions": [f"{arn}=./cmd/orders"], "regions": ["us-east-1"]},
+                    env={})

@@ -137,19 +137,43 @@ def resolve(cfg: Config) -> list[_Target]:
             raise UsageError(f"function {spec.short_name}: {spec.package} is package {name}, not a main package",
                              "point it at a command (package main) that calls lambda.Start")
         targets.append(_Target(spec, package_dir, *_find_module(package_dir, spec)))
-    _check_clashes(targets)
+    if cfg.layer_mode:
+        _check_clashes(targets)
     return targets
 
 
 def _check_clashes(targets: Sequence[_Target]) -> None:
-    # The same package for two functions is fine (one binary, two zips); two packages with one name are not.
+    """In layer mode the binary's name is the Handler, so two packages with one name would be ambiguous.
+
+    The same package for two functions is fine (one binary, two zips). Bootstrap mode names every binary
+    `bootstrap` in its zip, so there the build just keeps same-named binaries in separate directories.
+    """
     by_name: dict[str, Path] = {}
     for t in targets:
         other = by_name.setdefault(t.binary_name, t.package_dir)
         if other != t.package_dir:
-            raise UsageError(f"two packages would both build a binary named {t.binary_name!r}: "
-                             f"{other} and {t.package_dir}",
-                             "rename one directory; the directory name is the binary and Handler name")
+            raise UsageError(f"two packages would both build a binary named {t.binary_name!r}, the Handler of both "
+                             f"functions: {other} and {t.package_dir}",
+                             "rename one directory, or use --mode bootstrap, where every binary is named bootstrap")
+
+
+def _batches(targets: Sequence[_Target], out: Path) -> dict[tuple[Path, Path], list[_Target]]:
+    """(module, output directory) -> its targets, so that no directory gets two different binaries of one name.
+
+    Almost always that is one directory and one go build per module; only same-named packages (bootstrap mode)
+    spill into out-2, out-3, ...
+    """
+    taken: list[dict[str, Path]] = []  # per output directory: binary name -> package
+    batches: dict[tuple[Path, Path], list[_Target]] = {}
+    for t in targets:
+        k = next((i for i, names in enumerate(taken) if names.get(t.binary_name, t.package_dir) == t.package_dir),
+                 len(taken))
+        if k == len(taken):
+            taken.append({})
+        taken[k][t.binary_name] = t.package_dir
+        directory = out if k == 0 else out.with_name(f"{out.name}-{k + 1}")
+        batches.setdefault((t.module_dir, directory), []).append(t)
+    return batches
 
 
 def _diagnostics(stderr: str, module_dir: Path) -> list[Location]:
@@ -171,39 +195,39 @@ def build(cfg: Config, out_dir: Path) -> list[BuiltFunction]:
     """Build every function into out_dir; returns them in the order they were given."""
     targets = resolve(cfg)
     go = toolchain.find_go(cfg.go)
-    modules: dict[Path, list[_Target]] = {}
-    for t in targets:
-        modules.setdefault(t.module_dir, []).append(t)
-    for module_dir in modules:
+    for module_dir in dict.fromkeys(t.module_dir for t in targets):
         toolchain.check_module(go, module_dir / "go.mod")
     env = toolchain.build_env(goarm64=cfg.goarm64, cgo=cfg.cgo)
     flags = build_flags(cfg)
+    batches = _batches(targets, out_dir.resolve())
     # Binaries from an earlier run stay: go build checks their build IDs and relinks only what changed.
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create the output directory {out_dir} ({exc.strerror})",
-                         "point --out at a writable directory") from None
-    out = out_dir.resolve()
+    for _, directory in batches:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create the output directory {directory} ({exc.strerror})",
+                             "point --out at a writable directory") from None
 
-    def build_module(module_dir: Path) -> proc.Completed:
-        packages = list(dict.fromkeys(t.relative_package for t in modules[module_dir]))
-        return proc.run([go.path, "build", *flags, "-o", f"{out}/", *packages], cwd=module_dir, env=env)
+    def build_batch(key: tuple[Path, Path]) -> proc.Completed:
+        (module_dir, directory), packages = key, list(dict.fromkeys(t.relative_package for t in batches[key]))
+        return proc.run([go.path, "build", *flags, "-o", f"{directory}/", *packages], cwd=module_dir, env=env)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(len(modules), cfg.concurrency))) as pool:
-        results = dict(zip(modules, pool.map(build_module, modules), strict=True))
+    with ThreadPoolExecutor(max_workers=max(1, min(len(batches), cfg.concurrency))) as pool:
+        results = dict(zip(batches, pool.map(build_batch, batches), strict=True))
 
-    failed = {m: r for m, r in results.items() if not r.ok}
+    failed = {module: r for (module, _), r in results.items() if not r.ok}
     if failed:
         source = cfg.source.resolve()
         locations = [loc for m, r in failed.items() for loc in _diagnostics(r.stderr, m)]
         names = ", ".join(_shown(m, source) for m in failed)
         counted = f" ({len(locations)} error{'s' if len(locations) != 1 else ''})" if locations else ""
-        raise BuildError(f"go build failed in {names}{counted}",
-                         "fix the compiler errors shown above",
-                         locations=locations, details="\n".join(r.stderr.rstrip() for r in failed.values()))
-    return [BuiltFunction(t.spec, BOOTSTRAP if cfg.mode == "bootstrap" else t.binary_name, out / t.binary_name,
-                          t.module_dir, t.package_dir) for t in targets]
+        printed = "\n".join(r.stderr.rstrip() for r in failed.values())
+        hint = " (a package that needs cgo builds only with --cgo)" if "build constraints exclude" in printed else ""
+        raise BuildError(f"go build failed in {names}{counted}", f"fix what go printed above{hint}",
+                         locations=locations, details=printed)
+    where = {id(t): directory for (_, directory), ts in batches.items() for t in ts}
+    return [BuiltFunction(t.spec, BOOTSTRAP if cfg.mode == "bootstrap" else t.binary_name,
+                          where[id(t)] / t.binary_name, t.module_dir, t.package_dir) for t in targets]
 
 
 def _shown(path: Path, source: Path) -> str:

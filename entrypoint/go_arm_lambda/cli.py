@@ -20,6 +20,7 @@ from go_arm_lambda import __version__, actions, config, pipeline
 from go_arm_lambda.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, UserError
 
 PR_EVENTS = ("pull_request", "pull_request_target")
+SWITCH = argparse.BooleanOptionalAction  # --x and --no-x
 S = argparse.SUPPRESS  # only flags the user gave reach config.load, so lower layers (INPUT_*, file) still count
 
 
@@ -38,13 +39,14 @@ def _add_build_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tags", default=S, help="extra build tags, comma separated (lambda.norpc is always set)")
     g.add_argument("--ldflags", default=S, help="extra linker flags (-s -w is always set)")
     g.add_argument("--goarm64", default=S, help="GOARM64 level, v8.0 (default) to v8.2")
-    g.add_argument("--cgo", action="store_true", default=S, help="CGO_ENABLED=1 with the aarch64 cross compiler")
+    # Every switch has a --no- form, so a setting from go-arm-lambda.toml can be turned off for one run.
+    g.add_argument("--cgo", action=SWITCH, default=S, help="CGO_ENABLED=1 with the aarch64 cross compiler")
     g.add_argument("--go", default=S, help="the go command to use (default: go on PATH)")
-    g.add_argument("--no-verify", dest="verify", action="store_false", default=S, help="skip checking the binaries")
-    g.add_argument("--allow-custom-runtime-client", action="store_true", default=S,
+    g.add_argument("--verify", action=SWITCH, default=S, help="check the binaries (default on)")
+    g.add_argument("--allow-custom-runtime-client", action=SWITCH, default=S,
                    help="a binary without aws-lambda-go is a warning, not an error")
-    g.add_argument("--no-smoke", dest="smoke", action="store_false", default=S,
-                   help="skip invoking each function locally under the Runtime API emulator")
+    g.add_argument("--smoke", action=SWITCH, default=S,
+                   help="invoke each function locally under the Runtime API emulator (default on)")
     g.add_argument("--smoke-event", default=S, help="event for the smoke invocation: JSON or @FILE (default {})")
     g.add_argument("--smoke-timeout", default=S, help="seconds to wait for the smoke response (default 10)")
     g.add_argument("--concurrency", default=S, help="parallel builds and deploys (default 8)")
@@ -56,12 +58,12 @@ def _add_aws_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--layer-name", default=S, help="name of the bootstrap layer (default go-arm-lambda-bootstrap)")
     g.add_argument("--layer-permission", dest="layer_permissions", action="append", default=S,
                    metavar="PRINCIPAL", help="share the layer: account id, *, or org:o-xxxxxxxxxx; repeat")
-    g.add_argument("--publish", action="store_true", default=S, help="publish a version of each function")
+    g.add_argument("--publish", action=SWITCH, default=S, help="publish a version of each function")
     g.add_argument("--alias", default=S, help="create or move this alias to the published version")
     g.add_argument("--s3-bucket", default=S, help="upload zips through this bucket (needed above 50 MB)")
     g.add_argument("--s3-prefix", default=S, help="key prefix in the bucket (default go-arm-lambda/)")
     g.add_argument("--endpoint-url", default=S, help="AWS endpoint, e.g. LocalStack or moto")
-    g.add_argument("--dry-run", action="store_true", default=S, help="print the plan; change nothing")
+    g.add_argument("--dry-run", action=SWITCH, default=S, help="print the plan; change nothing")
     g.add_argument("--report", default=S, help="write the JSON report to this file")
 
 

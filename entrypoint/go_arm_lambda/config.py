@@ -198,7 +198,13 @@ def parse_function(text: str, where: str) -> FunctionSpec:
 def _functions(raw: Any, where: str) -> tuple[FunctionSpec, ...]:
     if isinstance(raw, Mapping):  # [functions] table in the config file: name = "package"
         return tuple(parse_function(f"{k}={v}", where) for k, v in raw.items())
-    return tuple(parse_function(item, where) for item in _split_list(raw, where))
+    # One per line or comma separated, `NAME = PACKAGE` spacing allowed, `#` lines are comments (the TOML
+    # habit carries over into the Action's multi-line input).
+    items = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list | tuple) else None
+    if items is None:
+        raise UsageError(f"{where} must be NAME=PACKAGE lines, not {raw!r}", "write one NAME=PACKAGE per line")
+    lines = [line.strip() for item in items for line in re.split(r"[,\n]", _scalar(item, where))]
+    return tuple(parse_function(line, where) for line in lines if line and not line.startswith("#"))
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,8 @@ def check_deploy_inputs(*, functions: Sequence[str], regions: Sequence[str], lay
     first write (the planner is also a library entry point), so both refuse exactly the same things."""
     for name in functions:
         check_function_name(name)
+        for region in regions:  # the account needs AWS; the region does not, so it is checked before the build
+            check_function_arn_target(name, region, None)
     repeated = sorted({r for r in regions if list(regions).count(r) > 1})
     if repeated:
         # Deploying a region twice would publish its layer twice and race two updates of each function.

@@ -134,7 +134,9 @@ def run_smoke(cfg: Config, functions: list[FunctionArtifacts], layer: package.Ar
     failed = [f for f in functions if f.smoke and not f.smoke.ok]
     if failed:
         f = failed[0]
-        raise SmokeError(f"smoke invocation of {f.built.spec.short_name} failed: {f.smoke.error if f.smoke else ''}",
+        others = f" (and {', '.join(x.built.spec.short_name for x in failed[1:])})" if failed[1:] else ""
+        raise SmokeError(f"smoke invocation of {f.built.spec.short_name}{others} failed: "
+                         f"{f.smoke.error if f.smoke else ''}",
                          "run `go-arm-lambda smoke` on its zip to see it, fix the function, or turn smoke off "
                          "(--no-smoke, or smoke: false)",
                          details="\n".join(f"{x.built.spec.short_name}: {smoke.format_result(x.smoke)}"

@@ -57,16 +57,28 @@ def module_go_version(go_mod: Path) -> tuple[int, int, int] | None:
     return _parse_version(m) if m else None
 
 
+def _workspace_file(module_dir: Path) -> Path | None:
+    """The go.work that go would use for this module: $GOWORK, else the nearest one above it."""
+    gowork = os.environ.get("GOWORK", "")
+    if gowork == "off":
+        return None
+    if gowork:
+        return Path(gowork)
+    return next((d / "go.work" for d in (module_dir, *module_dir.parents) if (d / "go.work").is_file()), None)
+
+
 def check_module(toolchain: GoToolchain, go_mod: Path) -> None:
-    """A module whose `go` line is newer than the toolchain cannot build; say so instead of letting go try."""
-    needed = module_go_version(go_mod)
-    if needed is None or needed <= toolchain.version:
-        return
+    """A module (or its go.work) whose `go` line is newer than the toolchain cannot build; say so instead of
+    letting go try."""
     if os.environ.get("GOTOOLCHAIN", "").startswith(("auto", "go1", "path")):
         return  # the user asked go to fetch or pick the right toolchain itself
-    need = ".".join(map(str, needed))
-    raise ToolchainError(f"{go_mod} needs go {need}, but {toolchain.path} is {toolchain.version_text}",
-                         f"install Go {need} or newer, pass --go, or set GOTOOLCHAIN=auto to let go download it")
+    for needs in (go_mod, _workspace_file(go_mod.parent)):
+        needed = module_go_version(needs) if needs is not None and needs.is_file() else None
+        if needed is not None and needed > toolchain.version:
+            need = ".".join(map(str, needed))
+            raise ToolchainError(f"{needs} needs go {need}, but {toolchain.path} is {toolchain.version_text}",
+                                 f"install Go {need} or newer, pass --go, or set GOTOOLCHAIN=auto to let go "
+                                 "download it")
 
 
 def build_env(*, goarm64: str, cgo: bool) -> dict[str, str]:

@@ -57,7 +57,6 @@ _ARCH_NAMES = {"EM_AARCH64": "aarch64", "EM_X86_64": "x86-64", "EM_ARM": "arm", 
 _FOREIGN = ((b"\xcf\xfa\xed\xfe", "a Mach-O executable for macOS (GOOS=darwin)"),
             (b"\xca\xfe\xba\xbe", "a Mach-O universal binary for macOS"),
             (b"MZ", "a Windows executable (GOOS=windows)"),
-            (b"PK\x03\x04", "a zip archive (pass the binary inside it)"),
             (b"#!", "a script"),
             (b"!<arch>\n", "an ar archive (a Go package archive or C static library, not a program)"))
 
@@ -222,6 +221,10 @@ class _Stream:
 def _read_elf(mm: mmap.mmap, report: BinaryReport) -> None:
     size = len(mm)
     if mm[:4] != _ELF_MAGIC:
+        if mm[:4] == b"PK\x03\x04":  # a function zip given by mistake: the binary in it may be fine
+            report.problems.append(f"{report.name} is a zip archive, not a binary: verify the binary inside it "
+                                   "(unzip it first), or run it with `go-arm-lambda smoke --zip`")
+            return
         what = _describe_foreign(mm[:8])
         report.problems.append(f"{report.name} is not an ELF file {what}: {_WONT_START}")
         return
