@@ -322,11 +322,22 @@ class FakeAws:
                        "Layers": list(layers)}
         return self.client("lambda", region).create_function(**params)  # type: ignore[no-any-return]
 
-    def publish_layer(self, name: str, *, region: str = REGION, content: bytes = b"foreign") -> str:
+    def publish_layer(self, name: str, *, region: str = REGION, content: bytes = b"foreign",
+                      zip_file: bytes | None = None, description: str = "") -> str:
+        """A layer version published by someone else (or by an earlier go-arm-lambda, given its zip)."""
         out = self.client("lambda", region).publish_layer_version(
-            LayerName=name, Content={"ZipFile": make_zip({"lib/x.so": content})},
-            CompatibleArchitectures=["arm64"])
+            LayerName=name, Content={"ZipFile": zip_file or make_zip({"lib/x.so": content})},
+            CompatibleArchitectures=["arm64"], Description=description)
         return str(out["LayerVersionArn"])
+
+    def layer_statement_ids(self, name: str, version: int, region: str = REGION) -> list[str]:
+        """The statement ids in a layer version's policy, sorted; [] when it has none."""
+        client = self.client("lambda", region)
+        try:
+            policy = client.get_layer_version_policy(LayerName=name, VersionNumber=version)["Policy"]
+        except client.exceptions.ResourceNotFoundException:
+            return []
+        return sorted(s["Sid"] for s in json.loads(policy)["Statement"])
 
     def function(self, name: str, region: str = REGION, qualifier: str | None = None) -> dict[str, Any]:
         params = {"FunctionName": name} | ({"Qualifier": qualifier} if qualifier else {})

@@ -83,6 +83,18 @@ def test_an_answer_without_a_needed_field_is_one_clear_line(aws: FakeAws) -> Non
                                "run the deploy again; if it persists, check that --endpoint-url points at AWS Lambda")
 
 
+def test_a_layer_version_that_is_gone_or_not_ours_to_read_is_none(aws: FakeAws) -> None:
+    arn = aws.publish_layer("shared", description="theirs")
+    view = LambdaView(make_session(aws.url, timing=FAST), REGION)
+    found = view.layer_version(arn)
+    assert found is not None and (found.arn, found.version, found.description) == (arn, 1, "theirs")
+    assert view.layer_version(arn.replace(":shared:1", ":shared:2")) is None
+    aws.proxy.respond("GET", r"shared/versions/1$", status=403, code="AccessDeniedException",
+                      message="not authorized", times=100)
+    assert view.layer_version(arn) is None
+    assert [r.status for r in aws.proxy.matching("GET", r"shared/versions/\d$")] == [200, 404, 403]
+
+
 def test_missing_bucket_is_a_clear_error(aws: FakeAws, tmp_path: Path) -> None:
     with pytest.raises(AwsError, match=r"s3://nope/k was not found in eu-west-1"):
         upload_layer("nope", "k", artifacts(tmp_path, [])[""].path, REGION, aws.url)
@@ -101,7 +113,8 @@ def _deploys_with(aws: FakeAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
     The two deploys between them make every call the tool can make: the first publishes and shares the layer,
     checks the bucket, uploads through S3 and creates an alias; the second reuses the layer (reading its
-    policy), looks for the newest published version and moves aliases.
+    policy), stops sharing it (no --layer-permission any more), looks for the newest published version and
+    moves aliases.
     """
     # moto 5.2.5 signs a body-less Lambda GET over its own parsed headers (`data=self._body or self._data` in
     # moto/iam/access_control.py), so every signed GetFunction fails with SignatureDoesNotMatch. Only that
@@ -119,14 +132,14 @@ def _deploys_with(aws: FakeAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     aws.create_function("orders")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-    options = {"publish": True, "alias": "live", "s3_bucket": "deploy-bucket", "layer_permissions": ["*"]}
+    options = {"publish": True, "alias": "live", "s3_bucket": "deploy-bucket"}
     errors: list[str] = []
     set_moto_auth(aws.moto_url, enforced=True)
     try:
-        for version in ("v1", "v2"):
+        for version, shared_with in (("v1", ["*"]), ("v2", [])):
             try:
                 errors += deploy(aws.url, desired(artifacts(tmp_path / version, ["orders"], version=version),
-                                                  **options)).all_errors()
+                                                  layer_permissions=shared_with, **options)).all_errors()
             except UserError as exc:
                 errors.append(str(exc))
             if errors:
@@ -139,6 +152,7 @@ def _deploys_with(aws: FakeAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 def test_the_minimal_policy_is_enough(aws: FakeAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert _deploys_with(aws, tmp_path, monkeypatch, _policy_actions()) == []
     assert aws.client("lambda").get_alias(FunctionName="orders", Name="live")["FunctionVersion"] == "2"
+    assert aws.layer_statement_ids("go-arm-lambda-bootstrap", 1) == []  # shared by v1, no longer by v2
 
 
 def test_each_action_in_the_policy_is_needed(aws: FakeAws, moto_server: str, tmp_path: Path,

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from pathlib import Path
+from urllib.parse import unquote
 
-from awsfakes import REGION, FakeAws, artifacts, deploy, desired, plan_for
+from awsfakes import REGION, FakeArtifact, FakeAws, artifacts, deploy, desired, plan_for
 from go_arm_lambda.aws import LambdaWriter, make_session
 from go_arm_lambda.execute import execute, preview
+from go_arm_lambda.plan import layer_label
 
 LAYER = "go-arm-lambda-bootstrap"
 CONFIG = r"/functions/[^/]+/configuration$"
 POLICY = rf"/layers/{LAYER}/versions/\d+/policy$"
+TEMPLATE = Path(__file__).parents[1] / "layer" / "template.yaml"
+
+
+def layers_of(aws: FakeAws, name: str) -> list[str]:
+    return [layer["Arn"] for layer in aws.function(name).get("Layers") or ()]
+
+
+def layer_reads(aws: FakeAws) -> Counter[str]:
+    """GetLayerVersion requests by layer version ARN (the ones the planner makes for a function's layers)."""
+    return Counter(re.sub(r"^.*/layers/(.*)/versions/(\d+)$", r"\1:\2", unquote(r.path))
+                   for r in aws.proxy.matching("GET", r"/layers/arn[^/]*/versions/\d+$"))
 
 
 def by_name(result: object) -> dict[str, dict]:
@@ -116,6 +131,80 @@ def test_bootstrap_mode_publishes_no_layer_and_takes_ours_off(aws: FakeAws, tmp_
     assert [layer["Arn"] for layer in config["Layers"]] == [foreign]
 
 
+def test_our_layer_is_recognised_under_any_layer_name(aws: FakeAws, tmp_path: Path) -> None:
+    foreign = aws.publish_layer("foreign")
+    for name in ("orders", "users"):
+        aws.create_function(name, runtime="provided.al2023", architecture="arm64", handler=name, layers=(foreign,))
+    zips = artifacts(tmp_path, ["orders", "users"])
+    old = deploy(aws.url, desired(zips, layer_name="team-bootstrap")).layer_arns[REGION]
+    assert [layers_of(aws, name) for name in ("orders", "users")] == [[foreign, old]] * 2
+    aws.proxy.clear()
+
+    renamed = deploy(aws.url, desired(zips, layer_name="team-bootstrap-v2"))
+
+    assert renamed.ok, renamed.all_errors()
+    new = renamed.layer_arns[REGION]
+    assert layer_label(new) == "team-bootstrap-v2:1"
+    # The old version is ours by what it is (its description), so it is replaced, not kept as a sixth slot.
+    assert [layers_of(aws, name) for name in ("orders", "users")] == [[foreign, new]] * 2
+    assert by_name(renamed)["orders"]["changes"] == [
+        "layers: [foreign:1, team-bootstrap:1] -> [foreign:1, team-bootstrap-v2:1]"]
+    # One read per distinct layer version, however many functions use it; the foreign layer is only read.
+    assert layer_reads(aws) == {foreign: 1, old: 1}
+    assert [r.path for r in aws.proxy.mutating() if "foreign" in unquote(r.path)] == []
+    aws.proxy.clear()
+
+    again = deploy(aws.url, desired(zips, layer_name="team-bootstrap-v2"))
+
+    assert aws.proxy.mutating() == [] and again.mutating_calls == 0
+    assert {f.status for f in again.functions} == {"unchanged"}
+    assert layer_reads(aws) == {foreign: 1}  # the version of --layer-name is ours by its name alone
+
+    # Bootstrap mode with the default --layer-name still takes team-bootstrap-v2 off.
+    boot = deploy(aws.url, desired(zips, mode="bootstrap"))
+
+    assert boot.ok, boot.all_errors()
+    assert [layers_of(aws, name) for name in ("orders", "users")] == [[foreign]] * 2
+    assert aws.proxy.matching("POST", r"/layers/") == []
+
+
+def test_our_layer_is_recognised_by_content_and_template_description(aws: FakeAws, tmp_path: Path) -> None:
+    zips = artifacts(tmp_path, ["orders"])
+    # The way layer/template.yaml describes the versions it publishes.
+    described = re.search(r'Description: "(go-arm-lambda bootstrap[^"]*)"', TEMPLATE.read_text())
+    assert described, "layer/template.yaml must describe its layer version as ours"
+    from_template = aws.publish_layer("cfn-bootstrap", content=b"an older bootstrap",
+                                      description=described.group(1))
+    # The very bootstrap this deploy ships, published by hand without a description.
+    same_content = aws.publish_layer("copied", zip_file=zips[""].path.read_bytes())
+    foreign = aws.publish_layer("foreign")
+    lookalike = aws.publish_layer("tools", description="go-arm-lambda-tools helpers (not a bootstrap)")
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64", handler="orders",
+                        layers=(from_template, foreign, same_content, lookalike))
+
+    result = deploy(aws.url, desired(zips))
+
+    assert result.ok, result.all_errors()
+    # Ours replaced in place by the new version, the extra copy removed, the others kept in order.
+    assert layers_of(aws, "orders") == [result.layer_arns[REGION], foreign, lookalike]
+    assert layer_reads(aws) == dict.fromkeys((from_template, same_content, foreign, lookalike), 1)
+
+
+def test_a_layer_we_may_not_read_is_foreign_and_kept(aws: FakeAws, tmp_path: Path) -> None:
+    shared = aws.publish_layer("shared")
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64", handler="orders",
+                        layers=(shared,))
+    # What another account's layer answers when its owner lets us use it but not read it.
+    aws.proxy.respond("GET", r"shared/versions/1$", status=403, code="AccessDeniedException",
+                      message="User is not authorized to perform: lambda:GetLayerVersion", times=100)
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"])))
+
+    assert result.ok, result.all_errors()
+    assert layers_of(aws, "orders") == [shared, result.layer_arns[REGION]]
+    assert [r.status for r in aws.proxy.matching("GET", r"shared/versions/1$")] == [403]  # asked once
+
+
 def test_two_regions(aws: FakeAws, tmp_path: Path) -> None:
     for region in (REGION, "us-east-1"):
         aws.create_function("orders", region=region)
@@ -191,8 +280,7 @@ def test_layer_permissions_added_once(aws: FakeAws, tmp_path: Path) -> None:
     zips = artifacts(tmp_path, ["orders"])
     want = desired(zips, layer_permissions=["111122223333", "org:o-abcdefghij"])
     assert deploy(aws.url, want).ok
-    policy = json.loads(aws.client("lambda").get_layer_version_policy(LayerName=LAYER, VersionNumber=1)["Policy"])
-    assert sorted(s["Sid"] for s in policy["Statement"]) == ["go-arm-lambda-111122223333", "go-arm-lambda-o-abcdefghij"]
+    assert aws.layer_statement_ids(LAYER, 1) == ["go-arm-lambda-111122223333", "go-arm-lambda-o-abcdefghij"]
     # An organization is shared with as AWS wants it: every principal, limited by OrganizationId.
     assert [r.json() for r in aws.proxy.matching("POST", POLICY)] == [
         {"StatementId": "go-arm-lambda-111122223333", "Action": "lambda:GetLayerVersion",
@@ -204,6 +292,86 @@ def test_layer_permissions_added_once(aws: FakeAws, tmp_path: Path) -> None:
     assert deploy(aws.url, want).ok
 
     assert aws.proxy.mutating() == []
+
+
+def test_layer_permissions_follow_the_flags_exactly(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64")
+    zips = artifacts(tmp_path, ["orders"])
+    assert deploy(aws.url, desired(zips, layer_permissions=["*", "org:o-abc123defg"])).ok
+    # Shared by hand as well: a statement that is not ours, never touched.
+    aws.client("lambda").add_layer_version_permission(
+        LayerName=LAYER, VersionNumber=1, StatementId="team-share", Action="lambda:GetLayerVersion",
+        Principal="444455556666")
+    aws.proxy.clear()
+
+    added = deploy(aws.url, desired(zips, layer_permissions=["*", "org:o-abc123defg", "111122223333"]))
+
+    assert [(r.method, r.json()["StatementId"]) for r in aws.proxy.mutating()] == [
+        ("POST", "go-arm-lambda-111122223333")]
+    assert [s["action"] for s in added.plan] == ["reuse-layer", "add-layer-permission"]
+    # Not "unchanged": no version was published, but the one in use is shared with one more account.
+    layer = added.to_report()["layer"]
+    assert (layer["published"], layer["changes"]) == ({REGION: False}, {REGION: ["permission added: 111122223333"]})
+    aws.proxy.clear()
+
+    revoked = deploy(aws.url, desired(zips))
+
+    assert revoked.ok, revoked.all_errors()
+    assert aws.layer_statement_ids(LAYER, 1) == ["team-share"]
+    assert [(r.method, r.path.rsplit("/", 1)[1]) for r in aws.proxy.mutating()] == [
+        ("DELETE", "go-arm-lambda-111122223333"), ("DELETE", "go-arm-lambda-o-abc123defg"),
+        ("DELETE", "go-arm-lambda-public")]
+    assert revoked.mutating_calls == 3
+    assert [s["action"] for s in revoked.plan] == ["reuse-layer"] + ["remove-layer-permission"] * 3
+    assert revoked.to_report()["layer"]["changes"] == {REGION: [
+        "permission removed: 111122223333", "permission removed: org:o-abc123defg", "permission removed: *"]}
+    aws.proxy.clear()
+
+    again = deploy(aws.url, desired(zips))
+
+    assert aws.proxy.mutating() == [] and again.mutating_calls == 0
+    assert again.to_report()["layer"]["changes"] == {REGION: []}
+
+
+def test_moving_a_grant_adds_the_new_one_before_revoking_the_old(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64")
+    zips = artifacts(tmp_path, ["orders"])
+    assert deploy(aws.url, desired(zips, layer_permissions=["*"])).ok
+    aws.proxy.clear()
+    want = desired(zips, layer_permissions=["arn:aws:iam::111122223333:root"])
+
+    dry = preview(plan_for(aws.url, want))
+
+    assert aws.proxy.mutating() == []
+    layer_arn = dry.layer_arns[REGION]
+    assert [(s["action"], s["detail"]) for s in dry.plan[1:]] == [
+        ("add-layer-permission", f"lambda:GetLayerVersion on {layer_arn} for principal "
+                                 "arn:aws:iam::111122223333:root (statement go-arm-lambda-111122223333)"),
+        ("remove-layer-permission", f"lambda:GetLayerVersion on {layer_arn} no longer for * "
+                                    "(statement go-arm-lambda-public, no --layer-permission asks for it)")]
+    assert dry.to_report()["layer"]["changes"] == {REGION: ["permission added: 111122223333",
+                                                            "permission removed: *"]}
+
+    real = deploy(aws.url, want)
+
+    assert real.ok and real.plan == dry.plan
+    assert [r.method for r in aws.proxy.mutating()] == ["POST", "DELETE"]
+    assert aws.layer_statement_ids(LAYER, 1) == ["go-arm-lambda-111122223333"]
+
+
+def test_a_new_layer_version_gets_only_the_grants_asked_for(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64")
+    assert deploy(aws.url, desired(artifacts(tmp_path / "a", ["orders"]), layer_permissions=["*"])).ok
+    aws.proxy.clear()
+    zips = artifacts(tmp_path / "b", ["orders"])
+    zips[""] = FakeArtifact.write(tmp_path / "layer-v2.zip", {"bootstrap": b"#!/bin/sh\nexec true\n"})
+
+    result = deploy(aws.url, desired(zips, layer_permissions=["111122223333"]))
+
+    # Version 2 starts with an empty policy: nothing to revoke there, and version 1 is no longer in use.
+    assert [s["action"] for s in result.plan] == ["publish-layer", "add-layer-permission", "update-config"]
+    assert aws.layer_statement_ids(LAYER, 2) == ["go-arm-lambda-111122223333"]
+    assert result.to_report()["layer"]["changes"] == {REGION: ["permission added: 111122223333"]}
 
 
 def test_one_principal_named_twice_is_shared_once(aws: FakeAws, tmp_path: Path) -> None:
@@ -288,6 +456,21 @@ def test_a_conflict_that_waiting_cannot_clear_is_not_retried(aws: FakeAws, tmp_p
     assert len(aws.proxy.matching("POST", POLICY)) == 1
     assert result.ok, result.all_errors()
     assert by_name(result)["orders"]["status"] == "updated"
+
+
+def test_a_revoke_whose_answer_was_lost_is_done(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64")
+    zips = artifacts(tmp_path, ["orders"])
+    assert deploy(aws.url, desired(zips, layer_permissions=["*"])).ok
+    aws.proxy.lose_answer("DELETE", r"/policy/go-arm-lambda-public$")
+
+    result = deploy(aws.url, desired(zips))
+
+    assert result.ok, result.all_errors()
+    # Removed, but the answer never came; the retry finds it gone, which is what was wanted.
+    assert [r.status for r in aws.proxy.matching("DELETE", r"/policy/")] == [None, 404]
+    assert aws.layer_statement_ids(LAYER, 1) == []
+    assert result.to_report()["layer"]["changes"] == {REGION: ["permission removed: *"]}
 
 
 def test_create_alias_whose_answer_was_lost_still_points_the_alias(aws: FakeAws, tmp_path: Path) -> None:
@@ -406,7 +589,7 @@ def test_layer_failure_leaves_the_regions_functions_not_touched(aws: FakeAws, tm
     assert aws.proxy.matching("PUT", r"/functions/") == []
     report = result.to_report()
     # Nothing was published and the function is as it was: the report must not say otherwise.
-    assert report["layer"] == {"name": LAYER, "arns": {}, "published": {REGION: False}}
+    assert report["layer"] == {"name": LAYER, "arns": {}, "published": {REGION: False}, "changes": {REGION: []}}
     assert (report["functions"][0]["runtime"], report["functions"][0]["architecture"]) == ("go1.x", "x86_64")
 
 

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
 from awsfakes import REGION, FakeAws, artifacts, desired, plan_for
 from go_arm_lambda import limits
+from go_arm_lambda.aws import LayerState
 from go_arm_lambda.config import FunctionSpec
 from go_arm_lambda.errors import PackageError, UsageError
-from go_arm_lambda.plan import PendingLayer, merge_layers
+from go_arm_lambda.plan import PendingLayer, is_our_layer, merge_layers
 
 LAYER = "go-arm-lambda-bootstrap"
 OURS_V1 = f"arn:aws:lambda:{REGION}:123456789012:layer:{LAYER}:1"
 FOREIGN = f"arn:aws:lambda:{REGION}:999999999999:layer:datadog:7"
+OURS_OTHER_NAME = f"arn:aws:lambda:{REGION}:123456789012:layer:team-bootstrap:4"
 
 
 def refused(aws: FakeAws, want: object, match: str) -> UsageError:
@@ -27,10 +30,46 @@ def refused(aws: FakeAws, want: object, match: str) -> UsageError:
 
 def test_merge_layers_keeps_order_and_replaces_ours() -> None:
     new = PendingLayer(LAYER)
-    assert merge_layers([FOREIGN, OURS_V1], LAYER, new) == (FOREIGN, new)
-    assert merge_layers([OURS_V1, FOREIGN], LAYER, new) == (new, FOREIGN)
-    assert merge_layers([FOREIGN], LAYER, new) == (FOREIGN, new)
-    assert merge_layers([OURS_V1, FOREIGN], LAYER, None) == (FOREIGN,)
+    assert merge_layers([FOREIGN, OURS_V1], {OURS_V1}, new) == (FOREIGN, new)
+    assert merge_layers([OURS_V1, FOREIGN], {OURS_V1}, new) == (new, FOREIGN)
+    assert merge_layers([FOREIGN], set(), new) == (FOREIGN, new)
+    assert merge_layers([OURS_V1, FOREIGN], {OURS_V1}, None) == (FOREIGN,)
+    # Ours under another name: the first replaced in place, every other copy taken off (bootstrap mode: all).
+    assert merge_layers([OURS_OTHER_NAME, FOREIGN, OURS_V1], {OURS_V1, OURS_OTHER_NAME}, new) == (new, FOREIGN)
+    assert merge_layers([OURS_OTHER_NAME, FOREIGN, OURS_V1], {OURS_V1, OURS_OTHER_NAME}, None) == (FOREIGN,)
+
+
+@pytest.mark.parametrize(("description", "code_sha256", "ours"), [
+    ("go-arm-lambda 0.1.0 bootstrap, sha256 " + "ab" * 32, "other", True),  # layer_description()
+    ("go-arm-lambda  bootstrap, sha256 " + "ab" * 32, "other", True),  # a build without a version
+    ("go-arm-lambda bootstrap: execs $LAMBDA_TASK_ROOT/$_HANDLER (Go, arm64)", "other", True),  # the template
+    ("", "shipped", True),  # the very bootstrap this deploy ships
+    ("", "other", False),
+    ("go-arm-lambda-tools 2.0 bootstrap helpers", "other", False),
+    ("built with go-arm-lambda 0.1.0 bootstrap", "other", False),
+    ("go-arm-lambda 0.1.0 bootstrapper", "other", False),
+])
+def test_our_layer_versions_are_known_by_what_they_are(description: str, code_sha256: str, ours: bool) -> None:
+    layer = LayerState(FOREIGN, 7, code_sha256, ("provided.al2023",), ("arm64",), description)
+    assert is_our_layer(layer, "shipped") is ours
+    assert is_our_layer(layer, None) is (ours and code_sha256 != "shipped")  # bootstrap mode ships no layer
+
+
+def test_layer_versions_are_read_once_each_alongside_the_other_reads(aws: FakeAws, tmp_path: Path) -> None:
+    shared, other = aws.publish_layer("shared"), aws.publish_layer("other")
+    for name in ("orders", "users", "admin"):
+        aws.create_function(name, runtime="provided.al2023", architecture="arm64",
+                            layers=(shared, other) if name == "admin" else (shared,))
+    aws.proxy.latency = 0.2  # every read takes long enough for the others to start meanwhile
+
+    plan_for(aws.url, desired(artifacts(tmp_path, ["orders", "users", "admin"]), publish=True))
+
+    layer_reads = aws.proxy.matching("GET", r"/layers/arn[^/]*/versions/1$")
+    assert sorted(unquote(r.path).split(":")[-1] for r in layer_reads) == ["other/versions/1", "shared/versions/1"]
+    # Started while the functions' versions were being listed, not in a round of their own after all else.
+    others = aws.proxy.matching("GET", r"/functions/[^/]+/versions$")
+    assert len(others) == 3
+    assert all(any(o.started < r.finished and r.started < o.finished for o in others) for r in layer_reads)
 
 
 def test_too_many_layers_is_refused_before_any_write(aws: FakeAws, tmp_path: Path) -> None:

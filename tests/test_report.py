@@ -300,3 +300,14 @@ def test_failed_layer_is_not_reported_as_published(aws: FakeAws, tmp_path: Path)
     outputs = r.action_outputs(rep, "r.json")
     assert (outputs["layer-arn"], outputs["layer-arns"], outputs["changed"]) == ("", "{}", "false")
     assert f"layer go-arm-lambda-bootstrap in {REGION}: not published" in r.text_table(rep)
+
+
+def test_a_sharing_change_on_a_reused_layer_is_shown_and_counts_as_changed() -> None:
+    arn = "arn:aws:lambda:eu-west-1:123456789012:layer:go-arm-lambda-bootstrap:3"
+    doc = {"dry_run": False, "mode": "layer", "runtime": "provided.al2023", "functions": [], "plan": [], "errors": [],
+           "layer": {"name": "go-arm-lambda-bootstrap", "arns": {"eu-west-1": arn}, "published": {"eu-west-1": False},
+                     "changes": {"eu-west-1": ["permission removed: *"]}}}
+    assert "(permission removed: *)" in r.summary_markdown(doc)
+    assert r.action_outputs(doc, "r.json")["changed"] == "true"
+    doc["layer"]["changes"] = {"eu-west-1": []}
+    assert "(unchanged)" in r.summary_markdown(doc) and r.changed(doc) is False

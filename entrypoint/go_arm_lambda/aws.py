@@ -64,6 +64,10 @@ class AwsConflict(AwsError):
     """A conflict that waiting will not clear, such as creating an alias that already exists."""
 
 
+class AwsDenied(AwsError):
+    """The caller may not do this (IAM, or a resource policy such as another account's layer's)."""
+
+
 @dataclass(frozen=True)
 class Timing:
     """How patient we are. Tests shrink the delays; the bounds stay the same shape."""
@@ -102,6 +106,7 @@ class LayerState:
     code_sha256: str
     compatible_runtimes: tuple[str, ...]
     compatible_architectures: tuple[str, ...]
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -240,8 +245,8 @@ def _client_error(exc: botocore.exceptions.ClientError, operation: str, what: st
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
     if code in _DENIED_CODES or (status == 403 and code not in _BAD_CREDENTIAL_CODES):
         service = operation_service(operation)
-        return AwsError(f"access denied: {service}:{operation} on {what} in {region} ({message})",
-                        IAM_POLICY_FIX)
+        return AwsDenied(f"access denied: {service}:{operation} on {what} in {region} ({message})",
+                         IAM_POLICY_FIX)
     if code in _BAD_CREDENTIAL_CODES:
         return AwsError(f"AWS rejected the credentials ({code}: {message})", _CREDENTIALS_FIX)
     if code in _NOT_FOUND_CODES:
@@ -277,6 +282,15 @@ def _function_state(config: Answer) -> FunctionState:
         layers=tuple(layer["Arn"] for layer in config.get("Layers") or ()),
         code_sha256=config.get("CodeSha256", ""), last_update_status=config.get("LastUpdateStatus"),
         last_update_reason=config.get("LastUpdateStatusReason"), version=config.get("Version", "$LATEST"))
+
+
+def _layer_state(answer: Answer) -> LayerState:
+    """A GetLayerVersion or PublishLayerVersion answer."""
+    return LayerState(arn=answer["LayerVersionArn"], version=int(answer["Version"]),
+                      code_sha256=answer["Content"]["CodeSha256"],
+                      compatible_runtimes=tuple(answer.get("CompatibleRuntimes") or ()),
+                      compatible_architectures=tuple(answer.get("CompatibleArchitectures") or ()),
+                      description=answer.get("Description") or "")
 
 
 def _unqualified(arn: str) -> str:
@@ -332,12 +346,22 @@ class LambdaView:
         if not versions:
             return None
         newest = max(versions, key=lambda v: int(v["Version"]))
-        full = self._call("GetLayerVersion", f"layer {layer_name}", LayerName=layer_name,
-                          VersionNumber=int(newest["Version"]))
-        return LayerState(arn=full["LayerVersionArn"], version=int(full["Version"]),
-                          code_sha256=full["Content"]["CodeSha256"],
-                          compatible_runtimes=tuple(full.get("CompatibleRuntimes") or ()),
-                          compatible_architectures=tuple(full.get("CompatibleArchitectures") or ()))
+        return _layer_state(self._call("GetLayerVersion", f"layer {layer_name}", LayerName=layer_name,
+                                       VersionNumber=int(newest["Version"])))
+
+    def layer_version(self, arn: str) -> LayerState | None:
+        """A layer version by its ARN (as a function lists it); None when it is gone, or when its owner
+        (another account) does not let us read it: a layer we cannot read is not one we published."""
+        # By the layer's ARN and the version number, not GetLayerVersionByArn: the ARN reaches another
+        # account's layer as well, and moto answers GetLayerVersionByArn with an error.
+        layer, _, version = arn.rpartition(":")
+        if not version.isdigit():
+            return None
+        try:
+            return _layer_state(self._call("GetLayerVersion", f"layer version {arn}", LayerName=layer,
+                                           VersionNumber=int(version)))
+        except (AwsNotFound, AwsDenied):
+            return None
 
     def layer_statement_ids(self, layer_name: str, version: int) -> frozenset[str]:
         """Statement ids in a layer version's policy (none when it has no policy yet)."""
@@ -386,9 +410,7 @@ class LambdaWriter:
         out = self._write("PublishLayerVersion", f"layer {name}", LayerName=name, Content=_code(source),
                           Description=description, CompatibleRuntimes=list(runtimes),
                           CompatibleArchitectures=["arm64"])
-        return LayerState(arn=out["LayerVersionArn"], version=int(out["Version"]),
-                          code_sha256=out["Content"]["CodeSha256"], compatible_runtimes=runtimes,
-                          compatible_architectures=("arm64",))
+        return _layer_state(out)
 
     def add_layer_version_permission(self, name: str, version: int, *, statement_id: str, principal: str,
                                      organization_id: str | None = None) -> None:
@@ -399,6 +421,13 @@ class LambdaWriter:
             self._write("AddLayerVersionPermission", f"layer {name}:{version}", LayerName=name,
                         VersionNumber=version, StatementId=statement_id, Action="lambda:GetLayerVersion",
                         Principal=principal, **params)
+
+    def remove_layer_version_permission(self, name: str, version: int, *, statement_id: str) -> None:
+        # Not found means the statement is gone already: our own attempt got through before its answer was
+        # lost, or another deploy removed it since the plan. Either way the grant is revoked, as wanted.
+        with suppress(AwsNotFound):
+            self._write("RemoveLayerVersionPermission", f"layer {name}:{version}", LayerName=name,
+                        VersionNumber=version, StatementId=statement_id)
 
     def update_function_code(self, function: str, source: CodeSource) -> FunctionState:
         out = self._write("UpdateFunctionCode", f"function {function}", FunctionName=function,

@@ -17,12 +17,14 @@ from go_arm_lambda.errors import UserError
 from go_arm_lambda.plan import (
     AddLayerPermission,
     FunctionPlan,
+    LayerGrantStep,
     LayerRef,
     PendingLayer,
     Plan,
     PublishLayer,
     PublishVersion,
     RegionPlan,
+    RemoveLayerPermission,
     ReuseLayer,
     SetAlias,
     Step,
@@ -64,6 +66,9 @@ class DeployResult:
     layer_name: str | None
     layer_arns: dict[str, str] = field(default_factory=dict)  # only regions where the layer version exists
     layer_published: dict[str, bool] = field(default_factory=dict)  # on a dry run: would publish
+    # What else changed about the layer version in use, per region: "permission added: 111122223333", ...
+    # (on a dry run: would change). A reused layer whose sharing changed is not "unchanged".
+    layer_changes: dict[str, list[str]] = field(default_factory=dict)
     functions: list[FunctionResult] = field(default_factory=list)
     plan: list[dict[str, str]] = field(default_factory=list)
     mutating_calls: int = 0
@@ -81,7 +86,8 @@ class DeployResult:
         layer = None
         if self.layer_name is not None:
             layer = {"name": self.layer_name, "arns": dict(self.layer_arns),
-                     "published": dict(self.layer_published)}
+                     "published": dict(self.layer_published),
+                     "changes": {region: list(changes) for region, changes in self.layer_changes.items()}}
         return {"dry_run": self.dry_run, "layer": layer, "functions": [f.to_report() for f in self.functions],
                 "plan": list(self.plan), "mutating_calls": self.mutating_calls, "errors": self.all_errors()}
 
@@ -91,7 +97,8 @@ def preview(plan: Plan) -> DeployResult:
     result = DeployResult(True, plan.layer_name, plan=plan.describe())
     for region in plan.regions:
         _record_layer(result, region, _reused_arn(region),
-                      published=any(isinstance(s, PublishLayer) for s in region.layer_steps))
+                      published=any(isinstance(s, PublishLayer) for s in region.layer_steps),
+                      changes=[s.change for s in region.layer_steps if isinstance(s, LayerGrantStep)])
         for fp in region.functions:
             result.functions.append(_function_result(fp, "planned" if fp.steps else "unchanged", plan.alias))
     return result
@@ -106,9 +113,9 @@ def execute(plan: Plan, writers: Mapping[str, LambdaWriter], concurrency: int = 
             ThreadPoolExecutor(max_workers=max(1, len(plan.regions))) as regions_pool:
         per_region = list(regions_pool.map(
             lambda r: _run_region(r, writers[r.region], functions_pool, plan.alias), plan.regions))
-    for region, (layer_arn, error, functions) in zip(plan.regions, per_region, strict=True):
+    for region, (layer_arn, changes, error, functions) in zip(plan.regions, per_region, strict=True):
         published = layer_arn is not None and any(isinstance(s, PublishLayer) for s in region.layer_steps)
-        _record_layer(result, region, layer_arn, published=published)
+        _record_layer(result, region, layer_arn, published=published, changes=changes)
         if error:
             result.errors.append(f"layer {plan.layer_name} ({region.region}): {error}")
         result.functions.extend(functions)
@@ -120,12 +127,14 @@ def _reused_arn(region: RegionPlan) -> str | None:
     return next((s.arn for s in region.layer_steps if isinstance(s, ReuseLayer)), None)
 
 
-def _record_layer(result: DeployResult, region: RegionPlan, arn: str | None, *, published: bool) -> None:
+def _record_layer(result: DeployResult, region: RegionPlan, arn: str | None, *, published: bool,
+                  changes: list[str]) -> None:
     if result.layer_name is None:
         return
     if arn is not None:
         result.layer_arns[region.region] = arn
     result.layer_published[region.region] = published
+    result.layer_changes[region.region] = changes
 
 
 def _failure(exc: Exception) -> str:
@@ -137,20 +146,23 @@ def _failure(exc: Exception) -> str:
             "understand: run the deploy again, and report it if it persists")
 
 
-def _run_region(region: RegionPlan, writer: LambdaWriter, pool: ThreadPoolExecutor,
-                alias: str | None) -> tuple[str | None, str | None, list[FunctionResult]]:
+def _run_region(region: RegionPlan, writer: LambdaWriter, pool: ThreadPoolExecutor, alias: str | None,
+                ) -> tuple[str | None, list[str], str | None, list[FunctionResult]]:
+    """(the layer version's ARN, its changes that went through, the layer's failure, the functions)."""
+    changes: list[str] = []
     try:
-        layer_arn = _run_layer_steps(region.layer_steps, writer)
+        layer_arn = _run_layer_steps(region.layer_steps, writer, changes)
     except Exception as exc:  # any failure, see _failure
         failure = _failure(exc)
         error = f"not deployed: the layer failed ({failure})"
         untouched = [_function_result(fp, "not-touched", alias, error) for fp in region.functions]
-        return None, failure, untouched
+        return None, changes, failure, untouched
     functions = list(pool.map(lambda fp: _run_function(fp, writer, layer_arn, alias), region.functions))
-    return layer_arn, None, functions
+    return layer_arn, changes, None, functions
 
 
-def _run_layer_steps(steps: tuple[Step, ...], writer: LambdaWriter) -> str | None:
+def _run_layer_steps(steps: tuple[Step, ...], writer: LambdaWriter, changes: list[str]) -> str | None:
+    """Runs them in order; `changes` gets each grant change once it went through, even if a later step fails."""
     arn: str | None = None
     version: int | None = None
     for step in steps:
@@ -167,6 +179,11 @@ def _run_layer_steps(steps: tuple[Step, ...], writer: LambdaWriter) -> str | Non
             writer.add_layer_version_permission(step.target, version, statement_id=step.statement_id,
                                                 principal=step.principal,
                                                 organization_id=step.organization_id)
+            changes.append(step.change)
+        elif isinstance(step, RemoveLayerPermission):
+            assert version is not None, "the plan removes permissions only from a reused layer version"
+            writer.remove_layer_version_permission(step.target, version, statement_id=step.statement_id)
+            changes.append(step.change)
         else:
             raise TypeError(f"not a layer step: {step!r}")
     return arn

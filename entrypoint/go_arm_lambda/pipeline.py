@@ -172,7 +172,7 @@ def job_report(cfg: Config, output: BuildOutput | None, deployed: dict[str, Any]
     built = {f.built.spec.short_name: _function_fields(cfg, f) for f in output.functions} if output else {}
     layer = None
     if cfg.layer_mode:
-        layer = {"name": cfg.layer_name, "arns": {}, "published": {}}
+        layer = {"name": cfg.layer_name, "arns": {}, "published": {}, "changes": {}}
         if deployed and deployed.get("layer"):
             layer |= deployed["layer"]
         if output and output.layer:

@@ -8,8 +8,10 @@ executor runs exactly these steps.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import re
+import threading
+from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -22,6 +24,12 @@ from go_arm_lambda.errors import UsageError, UserError
 # Runtimes a Go function can be on today. Anything else (python3.12, nodejs20.x) means the name points at
 # someone else's function, and overwriting its code would break it.
 GO_RUNTIMES = ("go1.x", "provided", "provided.al2", "provided.al2023")
+# Statements in a layer version's policy that go-arm-lambda owns (statement_id() makes them): the deploy keeps
+# them exactly as the --layer-permission flags say. Statements with other ids are never touched.
+STATEMENT_PREFIX = "go-arm-lambda-"
+# How our layer versions describe themselves, whatever the layer's name: layer_description() below, and
+# layer/template.yaml's "go-arm-lambda bootstrap: ...".
+_OUR_DESCRIPTION = re.compile(r"^go-arm-lambda +(\S+ +)?bootstrap\b")
 
 
 class Artifact(Protocol):
@@ -73,6 +81,12 @@ class DesiredState:
 
 def layer_description(tool_version: str, artifact: Artifact) -> str:
     return f"go-arm-lambda {tool_version} bootstrap, sha256 {artifact.sha256}"
+
+
+def is_our_layer(layer: LayerState, code_sha256: str | None) -> bool:
+    """A layer version go-arm-lambda published (under any --layer-name, any tool version), or one with the very
+    bootstrap this deploy ships (`code_sha256`, None in bootstrap mode)."""
+    return bool(_OUR_DESCRIPTION.match(layer.description)) or layer.code_sha256 == code_sha256
 
 
 def desired_state(*, regions: Sequence[str], functions: Sequence[tuple[FunctionSpec, str, Artifact]],
@@ -156,10 +170,23 @@ class ReuseLayer(Step):
 
 
 @dataclass(frozen=True)
-class AddLayerPermission(Step):
-    action: ClassVar[str] = "add-layer-permission"
+class LayerGrantStep(Step):
+    """Adds or removes one of our statements in the policy of the layer version the functions use."""
+
+    verb: ClassVar[str]
     layer: LayerRef
     statement_id: str
+
+    @property
+    def change(self) -> str:
+        """For the report: 'permission added: 111122223333', 'permission removed: *'."""
+        return f"permission {self.verb}: {grantee(self.statement_id)}"
+
+
+@dataclass(frozen=True)
+class AddLayerPermission(LayerGrantStep):
+    action: ClassVar[str] = "add-layer-permission"
+    verb: ClassVar[str] = "added"
     principal: str
     organization_id: str | None
 
@@ -167,6 +194,16 @@ class AddLayerPermission(Step):
         org = self.organization_id
         who = f"organization {org}" if org else f"principal {self.principal}"
         return f"lambda:GetLayerVersion on {self.layer} for {who} (statement {self.statement_id})"
+
+
+@dataclass(frozen=True)
+class RemoveLayerPermission(LayerGrantStep):
+    action: ClassVar[str] = "remove-layer-permission"
+    verb: ClassVar[str] = "removed"
+
+    def detail(self) -> str:
+        return (f"lambda:GetLayerVersion on {self.layer} no longer for {grantee(self.statement_id)} "
+                f"(statement {self.statement_id}, no --layer-permission asks for it)")
 
 
 @dataclass(frozen=True)
@@ -266,8 +303,9 @@ class _Current:
     account: str | None
     bucket_region: str | None  # where --s3-bucket is (None: it does not exist, or no bucket was given)
     layer: LayerState | None
-    layer_sids: frozenset[str]
+    layer_sids: frozenset[str]  # statement ids in the policy of `layer`, read only when it is reused
     functions: dict[str, FunctionState | None]
+    our_layers: frozenset[str]  # the layer version ARNs on those functions that are ours (by name or content)
     newest_versions: dict[str, FunctionState | None]  # read only with --publish
     aliases: dict[str, AliasState | None]  # read only with --alias
 
@@ -344,7 +382,21 @@ def _read_region(desired: DesiredState, view: LambdaView, pool: ThreadPoolExecut
     account = pool.submit(view.account_id) if needs_account else None
     bucket = pool.submit(view.bucket_region, _bucket(desired, view.region)) if desired.s3_bucket else None
     layer = pool.submit(view.newest_layer_version, desired.layer.name) if desired.layer else None
-    functions = dict(zip(wanted, pool.map(view.function, wanted), strict=True))
+    layer_reads: dict[str, Future[LayerState | None]] = {}
+    lock = threading.Lock()
+
+    def read_function(name: str) -> FunctionState | None:
+        state = view.function(name)
+        # Each layer version the functions use is read once, started as soon as a function shows it, while the
+        # other reads go on. Only scheduled, never waited for here: a pool worker must not wait on the pool.
+        # A version of --layer-name is ours by its name alone and needs no read.
+        for arn in state.layers if state else ():
+            with lock:
+                if arn not in layer_reads and not limits.is_layer_arn_of(arn, desired.layer_name):
+                    layer_reads[arn] = pool.submit(view.layer_version, arn)
+        return state
+
+    functions = dict(zip(wanted, pool.map(read_function, wanted), strict=True))
     existing = [name for name in wanted if functions[name] is not None]
     newest_versions = dict(zip(existing, pool.map(view.newest_published_version, existing), strict=True)) \
         if desired.publish else {}
@@ -354,10 +406,16 @@ def _read_region(desired: DesiredState, view: LambdaView, pool: ThreadPoolExecut
         aliases = dict(zip(existing, pool.map(lambda name: view.alias(name, alias), existing), strict=True))
     newest = layer.result() if layer else None
     sids: frozenset[str] = frozenset()
-    if newest and desired.layer and desired.layer.permissions and _reusable(desired.layer, newest):
+    if newest and desired.layer and _reusable(desired.layer, newest):
+        # Read even with no --layer-permission: grants we made earlier may have to be revoked.
         sids = view.layer_statement_ids(desired.layer.name, newest.version)
+    shipped = desired.layer.zip.code_sha256 if desired.layer else None
+    ours = {arn for state in functions.values() if state for arn in state.layers
+            if limits.is_layer_arn_of(arn, desired.layer_name)}
+    ours |= {arn for arn, read in layer_reads.items()
+             if (found := read.result()) is not None and is_our_layer(found, shipped)}
     return _Current(account.result() if account else None, bucket.result() if bucket else None, newest, sids,
-                    functions, newest_versions, aliases)
+                    functions, frozenset(ours), newest_versions, aliases)
 
 
 def _reusable(layer: DesiredLayer, newest: LayerState) -> bool:
@@ -368,10 +426,16 @@ def _reusable(layer: DesiredLayer, newest: LayerState) -> bool:
 def statement_id(principal: str) -> str:
     """One statement id per principal, so adding the same sharing twice is recognised and skipped."""
     if principal == "*":
-        return "go-arm-lambda-public"
+        return f"{STATEMENT_PREFIX}public"
     if principal.startswith("org:"):
-        return f"go-arm-lambda-{principal[4:]}"
-    return f"go-arm-lambda-{principal.split(':')[4] if principal.startswith('arn:') else principal}"
+        return f"{STATEMENT_PREFIX}{principal[4:]}"
+    return f"{STATEMENT_PREFIX}{principal.split(':')[4] if principal.startswith('arn:') else principal}"
+
+
+def grantee(sid: str) -> str:
+    """Who one of our statements shares with, as --layer-permission names it (statement_id() backwards)."""
+    who = sid.removeprefix(STATEMENT_PREFIX)
+    return "*" if who == "public" else f"org:{who}" if who.startswith("o-") else who
 
 
 def _plan_layer(desired: DesiredState, region: str, current: _Current) -> tuple[list[Step], LayerRef | None]:
@@ -388,16 +452,20 @@ def _plan_layer(desired: DesiredState, region: str, current: _Current) -> tuple[
         source = _source(desired, region, steps, layer.name, f"layers/{layer.name}", layer.zip)
         steps.append(PublishLayer(region, layer.name, source, layer.description, layer.compatible_runtimes,
                                   layer.zip.code_sha256))
-    # "111122223333" and "arn:aws:iam::111122223333:root" are one grant with one statement id: adding it
-    # twice would make AWS refuse the second with ResourceConflictException.
-    added = set() if isinstance(ref, PendingLayer) else set(current.layer_sids)
+    # Our statements end up exactly as the flags say. "111122223333" and "arn:aws:iam::111122223333:root" are
+    # one grant with one statement id: adding it twice would make AWS refuse the second.
+    wanted: dict[str, str] = {}
     for principal in layer.permissions:
-        sid = statement_id(principal)
-        if sid in added:
-            continue
-        added.add(sid)
-        org = principal[4:] if principal.startswith("org:") else None
-        steps.append(AddLayerPermission(region, layer.name, ref, sid, "*" if org else principal, org))
+        wanted.setdefault(statement_id(principal), principal)
+    have = set() if isinstance(ref, PendingLayer) else {
+        sid for sid in current.layer_sids if sid.startswith(STATEMENT_PREFIX)}
+    for sid, principal in wanted.items():
+        if sid not in have:
+            org = principal[4:] if principal.startswith("org:") else None
+            steps.append(AddLayerPermission(region, layer.name, ref, sid, "*" if org else principal, org))
+    # Revoked after the grants are added, so that moving from one grant to another never leaves a consumer
+    # who is meant to keep access without it for a moment.
+    steps += [RemoveLayerPermission(region, layer.name, ref, sid) for sid in sorted(have - wanted.keys())]
     return steps, ref
 
 
@@ -420,13 +488,15 @@ def layer_label(ref: LayerRef) -> str:
     return ":".join(parts[6:]) if len(parts) >= 8 else ref
 
 
-def merge_layers(existing: Sequence[str], layer_name: str, ours: LayerRef | None) -> tuple[LayerRef, ...]:
-    """Existing layers kept in order; any version of our layer replaced in place by `ours`, or appended when
-    absent (extracted last, its /opt/bootstrap wins); with `ours` None (bootstrap mode) it is removed."""
+def merge_layers(existing: Sequence[str], ours_now: Collection[str],
+                 ours: LayerRef | None) -> tuple[LayerRef, ...]:
+    """Existing layers kept in order; the first of ours (`ours_now`: any version, any name) replaced in place by
+    `ours` and any other copy removed, or `ours` appended when there is none (extracted last, its
+    /opt/bootstrap wins); with `ours` None (bootstrap mode) all of ours are removed."""
     merged: list[LayerRef] = []
     placed = False
     for arn in existing:
-        if limits.is_layer_arn_of(arn, layer_name):
+        if arn in ours_now:
             if ours is not None and not placed:
                 merged.append(ours)
                 placed = True
@@ -453,7 +523,7 @@ def _plan_function(desired: DesiredState, want: DesiredFunction, current: _Curre
     if state.runtime not in GO_RUNTIMES:
         raise UsageError(f"function {want.spec.short_name} in {region} runs {state.runtime}, not Go",
                          f"check the name: only functions on {', '.join(GO_RUNTIMES)} are updated")
-    layers = merge_layers(state.layers, desired.layer_name, layer_ref)
+    layers = merge_layers(state.layers, current.our_layers, layer_ref)
     if len(layers) > limits.MAX_LAYERS:
         raise UsageError(f"function {want.spec.short_name} in {region} would have {len(layers)} layers, "
                          f"over Lambda's {limits.MAX_LAYERS}", "remove a layer from the function first")

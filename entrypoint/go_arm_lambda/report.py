@@ -155,14 +155,17 @@ def _layer_regions(report: Report) -> list[tuple[str, str | None, str]]:
     """(region, ARN or None, what happened) for each region the deploy meant the layer for."""
     layer = report.get("layer") or {}
     arns, published = _layer_arns(report), layer.get("published") or {}
+    sharing = layer.get("changes") or {}
     out = []
     for region in dict.fromkeys([*(layer.get("arns") or {}), *published]):
         arn = arns.get(region)
         if arn is None:
             # No version exists: a dry run would publish one, or publishing it failed (the errors say why).
             note = "new version (dry run)" if report.get("dry_run") else "not published"
+        elif published.get(region) and not report.get("dry_run"):
+            note = "published"
         else:
-            note = "published" if published.get(region) and not report.get("dry_run") else "unchanged"
+            note = "; ".join(sharing.get(region) or []) or "unchanged"
         out.append((region, arn, note))
     return out
 
@@ -198,10 +201,10 @@ def _changes_lines(report: Report) -> list[str]:
 # --- the four views -----------------------------------------------------------------------------------------
 
 def changed(report: Report) -> bool:
-    """Whether anything changed (on a dry run: would change): a function or a newly published layer."""
+    """Whether anything changed (on a dry run: would change): a function, a new layer version, or its sharing."""
     layer = report.get("layer") or {}
     return (any(f.get("changed") for f in report.get("functions", []))
-            or any((layer.get("published") or {}).values()))
+            or any((layer.get("published") or {}).values()) or any((layer.get("changes") or {}).values()))
 
 
 def text_table(report: Report) -> str:
