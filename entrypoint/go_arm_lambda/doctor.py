@@ -19,10 +19,10 @@ from typing import Literal
 
 from go_arm_lambda import proc
 from go_arm_lambda.errors import ToolchainError
-from go_arm_lambda.toolchain import CROSS_CC, CROSS_CC_PACKAGES, MIN_GO, find_go
+from go_arm_lambda.smoke import QEMU_NAMES, which_qemu
+from go_arm_lambda.toolchain import CROSS_CC, CROSS_CC_PACKAGES, MIN_GO, find_go, which_cross_cc
 
 MIN_PYTHON = (3, 11)
-QEMU_NAMES = ("qemu-aarch64-static", "qemu-aarch64")
 _ARM64 = ("aarch64", "arm64")
 
 Status = Literal["ok", "warning", "error"]
@@ -84,10 +84,10 @@ def _check_writable(var: str, directory: str) -> Check:
 def _check_qemu(env: Mapping[str, str], machine: str) -> Check:
     if machine.lower() in _ARM64:
         return Check("qemu-aarch64", "ok", f"not needed: this {machine} machine runs arm64 binaries itself")
-    for name in QEMU_NAMES:
-        path = shutil.which(name, path=env.get("PATH", ""))
-        if path:
-            return Check("qemu-aarch64", "ok", f"{_version_of(path, env)} at {path}")
+    # The same lookup the smoke runner makes, on the PATH being checked.
+    path = which_qemu(env.get("PATH", ""))
+    if path:
+        return Check("qemu-aarch64", "ok", f"{_version_of(path, env)} at {path}")
     return Check("qemu-aarch64", "error",
                  f"neither {' nor '.join(QEMU_NAMES)} is on PATH; smoke invocations need it to run arm64 "
                  f"binaries on this {machine} machine",
@@ -95,12 +95,12 @@ def _check_qemu(env: Mapping[str, str], machine: str) -> Check:
 
 
 def _check_cross_cc(env: Mapping[str, str], cgo: bool) -> Check:
-    cc = env.get("CC_FOR_linux_arm64") or CROSS_CC
-    path = shutil.which(cc, path=env.get("PATH", ""))
+    # The same lookup a --cgo build makes, on the PATH being checked.
+    path = which_cross_cc(env.get("PATH", ""))
     if path:
         return Check("cross-cc", "ok", f"{_version_of(path, env)} at {path}")
     return Check("cross-cc", "error" if cgo else "warning",
-                 f"{cc} not found on PATH; only --cgo builds need it",
+                 f"{CROSS_CC} not found on PATH; only --cgo builds need it",
                  f"install it (Debian/Ubuntu: apt-get install {CROSS_CC_PACKAGES}) to build with --cgo")
 
 

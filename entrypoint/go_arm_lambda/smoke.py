@@ -418,11 +418,15 @@ def _host_is_arm64() -> bool:
     return platform.machine().lower() in ("aarch64", "arm64")
 
 
+def which_qemu(search_path: str | None = None) -> str | None:
+    """The aarch64 user emulator on PATH (or on `search_path`, which the doctor uses to check another PATH)."""
+    return next((p for p in (shutil.which(n, path=search_path) for n in QEMU_NAMES) if p), None)
+
+
 def find_qemu() -> str:
-    for name in QEMU_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
+    path = which_qemu()
+    if path:
+        return path
     raise ToolchainError("qemu-aarch64-static is not installed, so arm64 functions cannot run on this "
                          f"{platform.machine()} host", "install qemu-user-static (apt-get install "
                          "qemu-user-static), run on an arm64 machine, or turn smoke off with --no-smoke")

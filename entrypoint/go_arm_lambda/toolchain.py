@@ -91,8 +91,13 @@ def build_env(*, goarm64: str, cgo: bool) -> dict[str, str]:
     return proc.merged_env(overrides)
 
 
+def which_cross_cc(search_path: str | None = None) -> str | None:
+    """The cross compiler on PATH (or on `search_path`, which the doctor uses to check another PATH)."""
+    return shutil.which(CROSS_CC, path=search_path)
+
+
 def find_cross_cc() -> str:
-    path = shutil.which(CROSS_CC)
+    path = which_cross_cc()
     if path is None:
         raise ToolchainError(f"--cgo needs an aarch64 C cross compiler, and {CROSS_CC} is not installed",
                              f"install it (Debian/Ubuntu: apt-get install {CROSS_CC_PACKAGES}) or drop --cgo")
