@@ -35,7 +35,6 @@ class BuiltFunction:
     spec: FunctionSpec
     handler: str  # the file name inside the zip, and the function's Handler
     binary: Path
-    module_dir: Path
     package_dir: Path
 
     def main_location(self, message: str) -> Location:
@@ -227,7 +226,7 @@ def build(cfg: Config, out_dir: Path) -> list[BuiltFunction]:
                          locations=locations, details=printed)
     where = {id(t): directory for (_, directory), ts in batches.items() for t in ts}
     return [BuiltFunction(t.spec, BOOTSTRAP if cfg.mode == "bootstrap" else t.binary_name,
-                          where[id(t)] / t.binary_name, t.module_dir, t.package_dir) for t in targets]
+                          where[id(t)] / t.binary_name, t.package_dir) for t in targets]
 
 
 def _shown(path: Path, source: Path) -> str:
