@@ -1,7 +1,8 @@
 """Lambda's limits and name rules, as the real API enforces them.
 
 moto and botocore check none of these, so a typo would sail through tests and fail half-way through a real
-deploy. Everything here is pure, and config/plan call it before the first write.
+deploy. Everything here is pure; config, the CLI, package, smoke, verify and the planner call it, all before the
+first write.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def check_function_arn_target(name: str, region: str, account: str | None) -> No
 def check_handler(handler: str) -> None:
     """Lambda's Handler rule (no whitespace, 1-128 characters) plus what keeps the bootstrap inside the task root.
 
-    package, smoke and the planner all call this, so a zip we write is one we can also run and deploy.
+    package and smoke call this (and layer/bootstrap refuses the same handlers), so a zip we write is one we can
+    also run and deploy.
     """
     parts = handler.split("/")
     if (not handler or len(handler) > 128 or re.search(r"\s", handler) or handler.startswith("/")
@@ -123,7 +125,8 @@ def check_layer_name(name: str) -> None:
 
 
 def is_layer_arn_of(arn: str, layer_name: str) -> bool:
-    """True for any version of the named layer (our own layer, to be replaced on update)."""
+    """True for any version of the named layer. Only the name: the planner also knows our layer under another
+    name by its content (plan.is_our_layer)."""
     m = _LAYER_ARN.match(arn)
     return m is not None and m.group(4) == layer_name
 
