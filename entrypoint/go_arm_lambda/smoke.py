@@ -290,6 +290,10 @@ class SmokeResult:
     error: str | None
     duration_ms: int
     stderr_tail: str
+    # The bytes the function posted, response or error document, as Lambda's Invoke hands them back; b"" when
+    # it posted neither. `response` and `error` are readings of them for people, and lose the exact bytes.
+    payload: bytes = b""
+    timed_out: bool = False  # still running at the deadline, as opposed to exiting or failing to start
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "response": self.response, "error": self.error,
@@ -629,7 +633,8 @@ def _invoke(api: RuntimeApiEmulator, argv: list[str], env: dict[str, str], cwd: 
     returncode = child.returncode if exited_early else None
     error = _failure(api, outcome, returncode, stderr.last_line() or stdout.last_line(), timeout)
     response = _parse_response(outcome.body) if error is None and outcome else None
-    return SmokeResult(error is None, response, error, duration_ms, stderr.text())
+    return SmokeResult(error is None, response, error, duration_ms, stderr.text(),
+                       payload=outcome.body if outcome else b"", timed_out=outcome is None and returncode is None)
 
 
 def _failure(api: RuntimeApiEmulator, outcome: Posted | None, returncode: int | None, last_line: str,
