@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-# Fixtures shared across test modules: moto behind a fault-injecting proxy, and the GitHub API double.
-pytest_plugins = ["awsfakes", "githubdouble"]
+# Fixtures shared across test modules: moto behind a fault-injecting proxy, the GitHub API double, and the
+# binaries the reader tests read.
+pytest_plugins = ["awsfakes", "githubdouble", "gobinaries"]
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
