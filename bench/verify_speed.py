@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "entrypoint"))
 
 from go_arm_lambda import proc  # noqa: E402
-from go_arm_lambda.verify import Policy, judge, read_binary  # noqa: E402
+from go_arm_lambda.binary import read_binary  # noqa: E402
+from go_arm_lambda.verify import Policy, judge  # noqa: E402
 
 GOAL_MS = 150.0
 TARGET_BYTES = 20_000_000

@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, require_tool
+from foreignzip import foreign_zip
 from go_arm_lambda.errors import PackageError, UsageError
 from go_arm_lambda.limits import MAX_UNZIPPED, MAX_ZIP_IN_REQUEST
 from go_arm_lambda.package import (
     Artifact,
     bootstrap_script,
     check_limits,
+    extract_zip,
     package_function,
     package_layer,
     write_zip,
@@ -233,3 +235,72 @@ def test_unzipped_limit_without_layer() -> None:
     with pytest.raises(PackageError, match=r"^function orders is 262,144,001 bytes unzipped, over"):
         check_limits(sized(1, MAX_UNZIPPED + 1), None, "orders")
 
+
+# --- extracting zips that other tools wrote --------------------------------------------------------------
+
+def test_extract_restores_modes_and_links(tmp_path: Path) -> None:
+    zpath = foreign_zip(tmp_path / "f.zip", [("bin/run", b"#!/bin/sh\n", 0o100755),
+                                           ("data.txt", b"x", 0o100600), ("run", b"bin/run", 0o120777),
+                                           ("suid", b"x", 0o106755), ("sticky", b"x", 0o101777)])
+    extract_zip(zpath, tmp_path / "out")
+    assert (tmp_path / "out/bin/run").stat().st_mode & 0o7777 == 0o755
+    assert (tmp_path / "out/data.txt").stat().st_mode & 0o7777 == 0o600
+    assert (tmp_path / "out/run").readlink() == Path("bin/run")
+    # Permission bits only: no setuid, setgid or sticky bit from a zip lands on this machine.
+    assert (tmp_path / "out/suid").stat().st_mode & 0o7777 == 0o755
+    assert (tmp_path / "out/sticky").stat().st_mode & 0o7777 == 0o777
+
+
+@pytest.mark.parametrize(("entries", "says"), [
+    ([("x" * 300, b"x", 0o100755)], f"holds '{'x' * 300}', which cannot be extracted: File name too long"),
+    ([("a", b"x", 0o100755), ("a/b", b"y", 0o100755)],
+     "holds 'a/b', which cannot be extracted: a file and a directory in it share a path"),
+    ([("a/", b"", 0o40755), ("a/b", b"y", 0o100755), ("a/b/c", b"z", 0o100755)],
+     "holds 'a/b/c', which cannot be extracted: a file and a directory in it share a path"),
+])
+def test_extract_names_an_entry_this_file_system_cannot_hold(tmp_path: Path, entries: list[tuple[str, bytes, int]],
+                                                               says: str) -> None:
+    zpath = foreign_zip(tmp_path / "f.zip", entries)
+    with pytest.raises(UsageError) as info:
+        extract_zip(zpath, tmp_path / "out")
+    assert str(info.value) == f"'{zpath}' {says}. rebuild the zip (go-arm-lambda package writes one file per name)"
+
+
+def test_extract_refuses_more_than_lambda_unzips_before_writing(tmp_path: Path) -> None:
+    """A real zip bomb: 250 KB that inflates to one byte over Lambda's 250 MB."""
+    zpath = tmp_path / "bomb.zip"
+    zeros = bytes(1 << 20)
+    info = zipfile.ZipInfo("answer")
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with (zipfile.ZipFile(zpath, "w", compresslevel=1) as zf, zf.open(info, "w", force_zip64=True) as out):
+        for _ in range(MAX_UNZIPPED // len(zeros)):
+            out.write(zeros)
+        out.write(b"\0" * (MAX_UNZIPPED % len(zeros) + 1))
+    assert zpath.stat().st_size < 1_000_000
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(UsageError) as info:
+        extract_zip(zpath, dest)
+    assert str(info.value) == (f"'{zpath}' unzips to 262,144,001 bytes, over Lambda's limit of 262,144,000 "
+                               "bytes (250 MB) for a function and its layers. make the binary smaller "
+                               "(-ldflags '-s -w', fewer dependencies)")
+    assert list(dest.iterdir()) == []
+
+
+@pytest.mark.parametrize(("entries", "says"), [
+    ([("../evil", b"x", 0o100644)], "unsafe name '../evil'"),
+    ([("/etc/evil", b"x", 0o100644)], "unsafe name '/etc/evil'"),
+    ([("a/../../evil", b"x", 0o100644)], "unsafe name"),
+    ([("up", b"../..", 0o120777)], "symlink 'up' -> '../..' outside it"),
+    ([("abs", b"/etc", 0o120777)], "symlink 'abs' -> '/etc' outside it"),
+    ([("a", b"b/..", 0o120777), ("b", b".", 0o120777), ("a/evil", b"x", 0o100644)],
+     "writes 'a/evil' through a link outside"),
+    ([("up", b"sub", 0o120777), ("up", b"..", 0o120777)], "holds 'up' twice"),
+])
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+def test_extract_refuses_names_outside_the_root(tmp_path: Path, entries: list[tuple[str, bytes, int]],
+                                                 says: str) -> None:
+    zpath = foreign_zip(tmp_path / "f.zip", entries)
+    with pytest.raises(UsageError, match=says):
+        extract_zip(zpath, tmp_path / "out")
+    assert not (tmp_path / "evil").exists()

@@ -1,171 +1,28 @@
-"""smoke: the Runtime API emulator over real HTTP, and real arm64 builds run through the real layer bootstrap
-and qemu, from zips written by go_arm_lambda.package."""
+"""smoke: real arm64 builds run through the real layer bootstrap and qemu against the Runtime API emulator,
+from zips written by go_arm_lambda.package and by other tools."""
 
 from __future__ import annotations
 
-import base64
-import http.client
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
-import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import FUNCTIONS_MODULE, ROOT, GoBuilder, require_tool
+from foreignzip import foreign_zip
 from go_arm_lambda import package
-from go_arm_lambda.errors import ToolchainError, UsageError
-from go_arm_lambda.limits import MAX_EVENT, MAX_UNZIPPED
-from go_arm_lambda.smoke import (
-    API_PREFIX,
-    RuntimeApiEmulator,
-    SmokeResult,
-    extract_zip,
-    find_qemu,
-    format_result,
-    lambda_env,
-    load_event,
-    smoke,
-)
-
-# ---------------------------------------------------------------------------------------------- emulator
-
-
-@pytest.fixture
-def api() -> Iterator[RuntimeApiEmulator]:
-    with RuntimeApiEmulator(b'{"hello": "world"}', function_name="orders", region="eu-west-1",
-                            timeout=7) as emulator:
-        yield emulator
-
-
-def url(api: RuntimeApiEmulator, path: str) -> str:
-    return f"http://{api.address}{API_PREFIX}{path}"
-
-
-def post(api: RuntimeApiEmulator, path: str, body: bytes, headers: dict[str, str] | None = None) -> int:
-    req = urllib.request.Request(url(api, path), data=body, method="POST", headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
-def test_next_serves_the_event_with_lambda_headers(api: RuntimeApiEmulator) -> None:
-    before_ms = time.time() * 1000
-    with urllib.request.urlopen(url(api, "invocation/next"), timeout=5) as resp:
-        body, headers, status = resp.read(), resp.headers, resp.status
-    assert status == 200
-    assert body == b'{"hello": "world"}'
-    assert str(uuid.UUID(headers["Lambda-Runtime-Aws-Request-Id"])) == api.request_id
-    deadline = int(headers["Lambda-Runtime-Deadline-Ms"])
-    assert before_ms + 6000 < deadline < time.time() * 1000 + 7000
-    arn = headers["Lambda-Runtime-Invoked-Function-Arn"]
-    assert arn == "arn:aws:lambda:eu-west-1:000000000000:function:orders"
-    assert headers["Lambda-Runtime-Trace-Id"].startswith("Root=1-")
-    assert api.address.startswith("127.0.0.1:")
-
-
-def test_response_gets_202_and_is_recorded(api: RuntimeApiEmulator) -> None:
-    assert post(api, f"invocation/{api.request_id}/response", b'{"total": 3}') == 202
-    outcome = api.state.outcome
-    assert outcome is not None
-    assert (outcome.kind, json.loads(outcome.body)) == ("response", {"total": 3})
-
-
-def test_error_gets_202_and_its_payload_is_parsed(api: RuntimeApiEmulator) -> None:
-    payload = {"errorMessage": "order has no items", "stackTrace": ["main.go:40"]}
-    status = post(api, f"invocation/{api.request_id}/error", json.dumps(payload).encode(),
-                  {"Lambda-Runtime-Function-Error-Type": "Function.EmptyOrder"})
-    assert status == 202
-    outcome = api.state.outcome
-    assert outcome is not None and outcome.kind == "error"
-    assert outcome.error_payload() == {**payload, "errorType": "Function.EmptyOrder"}
-
-
-def test_init_error_gets_202_and_is_recorded(api: RuntimeApiEmulator) -> None:
-    assert post(api, "init/error", b'{"errorMessage": "no table", "errorType": "Config"}') == 202
-    assert api.state.init_error is not None
-    assert api.state.init_error.error_payload()["errorMessage"] == "no table"
-    assert api.state.outcome is None
-
-
-@pytest.mark.parametrize(("method", "path"), [
-    ("GET", "invocation/elsewhere"),
-    ("GET", "../../etc/passwd"),
-    ("POST", "invocation/not-the-request-id/response"),
-    ("POST", "invocation/next"),
-])
-def test_unknown_routes_are_404(api: RuntimeApiEmulator, method: str, path: str) -> None:
-    conn = http.client.HTTPConnection(*api.address.split(":"), timeout=5)
-    conn.request(method, API_PREFIX + path, body=b"{}" if method == "POST" else None)
-    assert conn.getresponse().status == 404
-    conn.close()
-    assert api.state.outcome is None and not api.state.served
-
-
-def test_chunked_response_with_error_trailers_is_an_error(api: RuntimeApiEmulator) -> None:
-    """aws-lambda-go always posts chunked and reports a failed streamed response in HTTP trailers."""
-    error = json.dumps({"errorMessage": "stream broke", "errorType": "ReadError"}).encode()
-    raw = (f"POST {API_PREFIX}invocation/{api.request_id}/response HTTP/1.1\r\n"
-           f"Host: {api.address}\r\nTransfer-Encoding: chunked\r\n"
-           "Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n\r\n"
-           "5\r\npart-\r\n4\r\nial!\r\n0\r\n"
-           "Lambda-Runtime-Function-Error-Type: ReadError\r\n"
-           f"Lambda-Runtime-Function-Error-Body: {base64.b64encode(error).decode()}\r\n\r\n").encode()
-    host, port = api.address.split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(raw)
-        assert sock.recv(100).startswith(b"HTTP/1.1 202")
-    outcome = api.state.outcome
-    assert outcome is not None and outcome.kind == "error"
-    assert outcome.error_payload() == {"errorMessage": "stream broke", "errorType": "ReadError"}
-
-
-def test_chunked_plain_response_is_reassembled(api: RuntimeApiEmulator) -> None:
-    conn = http.client.HTTPConnection(*api.address.split(":"), timeout=5)
-    conn.request("POST", f"{API_PREFIX}invocation/{api.request_id}/response",
-                 body=iter([b'{"a":', b' 1}']), encode_chunked=True)
-    assert conn.getresponse().status == 202
-    conn.close()
-    assert api.state.outcome is not None and json.loads(api.state.outcome.body) == {"a": 1}
-
-
-def test_second_next_blocks_until_stop_and_stop_does_not_hang() -> None:
-    emulator = RuntimeApiEmulator(b"{}").__enter__()
-    with urllib.request.urlopen(url(emulator, "invocation/next"), timeout=5) as resp:
-        assert resp.status == 200
-    blocked: list[object] = []
-
-    def second_next() -> None:
-        try:
-            urllib.request.urlopen(url(emulator, "invocation/next"), timeout=10).read()
-            blocked.append("answered")
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            blocked.append(exc)
-
-    t = threading.Thread(target=second_next, daemon=True)
-    t.start()
-    time.sleep(0.3)
-    assert t.is_alive() and not blocked, "a second /next must wait, like a frozen sandbox"
-    started = time.monotonic()
-    emulator.stop()
-    t.join(timeout=3)
-    assert time.monotonic() - started < 2
-    assert not t.is_alive() and blocked and blocked[0] != "answered"
-
+from go_arm_lambda.errors import UsageError
+from go_arm_lambda.limits import MAX_EVENT
+from go_arm_lambda.smoke import SmokeResult, format_result, lambda_env, load_event, smoke
 
 # ---------------------------------------------------------------------------------------------- inputs
 
@@ -257,98 +114,12 @@ def test_inputs_are_checked_before_anything_runs(tmp_path: Path, answer_zip: Pat
 
 
 def test_damaged_zip_is_a_usage_error(tmp_path: Path) -> None:
-    zpath = write_zip(tmp_path / "f.zip", [("answer", b"A" * 4096, 0o100755)])
+    zpath = foreign_zip(tmp_path / "f.zip", [("answer", b"A" * 4096, 0o100755)])
     data = bytearray(zpath.read_bytes())
     data[data.index(b"AAAA")] = ord("B")  # stored uncompressed: the CRC no longer matches
     zpath.write_bytes(bytes(data))
     with pytest.raises(UsageError, match=f"'{zpath}' is damaged"):
         smoke(zpath, "answer")
-
-
-def test_missing_qemu_is_a_clear_toolchain_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(ToolchainError, match="qemu-aarch64-static is not installed") as info:
-        find_qemu()
-    assert "qemu-user-static" in info.value.fix
-
-
-def write_zip(path: Path, entries: list[tuple[str, bytes, int]]) -> Path:
-    """A zip as another tool would write it: names, bytes and unix modes exactly as given."""
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data, mode in entries:
-            info = zipfile.ZipInfo(name)
-            info.create_system = 3
-            info.external_attr = mode << 16
-            zf.writestr(info, data)
-    return path
-
-
-def test_extract_restores_modes_and_links(tmp_path: Path) -> None:
-    zpath = write_zip(tmp_path / "f.zip", [("bin/run", b"#!/bin/sh\n", 0o100755),
-                                           ("data.txt", b"x", 0o100600), ("run", b"bin/run", 0o120777),
-                                           ("suid", b"x", 0o106755), ("sticky", b"x", 0o101777)])
-    extract_zip(zpath, tmp_path / "out")
-    assert (tmp_path / "out/bin/run").stat().st_mode & 0o7777 == 0o755
-    assert (tmp_path / "out/data.txt").stat().st_mode & 0o7777 == 0o600
-    assert (tmp_path / "out/run").readlink() == Path("bin/run")
-    # Permission bits only: no setuid, setgid or sticky bit from a zip lands on this machine.
-    assert (tmp_path / "out/suid").stat().st_mode & 0o7777 == 0o755
-    assert (tmp_path / "out/sticky").stat().st_mode & 0o7777 == 0o777
-
-
-@pytest.mark.parametrize(("entries", "says"), [
-    ([("x" * 300, b"x", 0o100755)], f"holds '{'x' * 300}', which cannot be extracted: File name too long"),
-    ([("a", b"x", 0o100755), ("a/b", b"y", 0o100755)],
-     "holds 'a/b', which cannot be extracted: a file and a directory in it share a path"),
-    ([("a/", b"", 0o40755), ("a/b", b"y", 0o100755), ("a/b/c", b"z", 0o100755)],
-     "holds 'a/b/c', which cannot be extracted: a file and a directory in it share a path"),
-])
-def test_extract_names_an_entry_this_file_system_cannot_hold(tmp_path: Path, entries: list[tuple[str, bytes, int]],
-                                                               says: str) -> None:
-    zpath = write_zip(tmp_path / "f.zip", entries)
-    with pytest.raises(UsageError) as info:
-        extract_zip(zpath, tmp_path / "out")
-    assert str(info.value) == f"'{zpath}' {says}. rebuild the zip (go-arm-lambda package writes one file per name)"
-
-
-def test_extract_refuses_more_than_lambda_unzips_before_writing(tmp_path: Path) -> None:
-    """A real zip bomb: 250 KB that inflates to one byte over Lambda's 250 MB."""
-    zpath = tmp_path / "bomb.zip"
-    zeros = bytes(1 << 20)
-    info = zipfile.ZipInfo("answer")
-    info.compress_type = zipfile.ZIP_DEFLATED
-    with (zipfile.ZipFile(zpath, "w", compresslevel=1) as zf, zf.open(info, "w", force_zip64=True) as out):
-        for _ in range(MAX_UNZIPPED // len(zeros)):
-            out.write(zeros)
-        out.write(b"\0" * (MAX_UNZIPPED % len(zeros) + 1))
-    assert zpath.stat().st_size < 1_000_000
-    dest = tmp_path / "out"
-    dest.mkdir()
-    with pytest.raises(UsageError) as info:
-        extract_zip(zpath, dest)
-    assert str(info.value) == (f"'{zpath}' unzips to 262,144,001 bytes, over Lambda's limit of 262,144,000 "
-                               "bytes (250 MB) for a function and its layers. make the binary smaller "
-                               "(-ldflags '-s -w', fewer dependencies)")
-    assert list(dest.iterdir()) == []
-
-
-@pytest.mark.parametrize(("entries", "says"), [
-    ([("../evil", b"x", 0o100644)], "unsafe name '../evil'"),
-    ([("/etc/evil", b"x", 0o100644)], "unsafe name '/etc/evil'"),
-    ([("a/../../evil", b"x", 0o100644)], "unsafe name"),
-    ([("up", b"../..", 0o120777)], "symlink 'up' -> '../..' outside it"),
-    ([("abs", b"/etc", 0o120777)], "symlink 'abs' -> '/etc' outside it"),
-    ([("a", b"b/..", 0o120777), ("b", b".", 0o120777), ("a/evil", b"x", 0o100644)],
-     "writes 'a/evil' through a link outside"),
-    ([("up", b"sub", 0o120777), ("up", b"..", 0o120777)], "holds 'up' twice"),
-])
-@pytest.mark.filterwarnings("ignore:Duplicate name")
-def test_extract_refuses_names_outside_the_root(tmp_path: Path, entries: list[tuple[str, bytes, int]],
-                                                 says: str) -> None:
-    zpath = write_zip(tmp_path / "f.zip", entries)
-    with pytest.raises(UsageError, match=says):
-        extract_zip(zpath, tmp_path / "out")
-    assert not (tmp_path / "evil").exists()
 
 
 # ---------------------------------------------------------------------------------------------- real runs
@@ -552,7 +323,7 @@ def test_file_that_is_not_a_program_fails_like_lambda(tmp_path: Path, layer_zip:
                                                       content: bytes, says: str) -> None:
     """qemu exits 1 without a word on these; Lambda's execve says `exec format error`, and so do we."""
     name = "answer" if layered else "bootstrap"
-    zpath = write_zip(tmp_path / "f.zip", [(name, content, 0o100755)])
+    zpath = foreign_zip(tmp_path / "f.zip", [(name, content, 0o100755)])
     result = smoke(zpath, name, layer_zip=layer_zip if layered else None)
     assert (result.ok, result.duration_ms, result.stderr_tail) == (False, 0, "")
     assert result.error == (f"{says}: Lambda would fail with `exec format error`; package the Linux arm64 binary "
@@ -563,7 +334,7 @@ def test_file_that_is_not_a_program_fails_like_lambda(tmp_path: Path, layer_zip:
 def test_missing_shebang_interpreter_fails_like_lambda(tmp_path: Path, layer_zip: Path, qemu: str,
                                                        layered: bool) -> None:
     name = "answer" if layered else "bootstrap"
-    zpath = write_zip(tmp_path / "f.zip", [(name, b"#!/nonexistent/python3 -u\nprint(1)\n", 0o100755)])
+    zpath = foreign_zip(tmp_path / "f.zip", [(name, b"#!/nonexistent/python3 -u\nprint(1)\n", 0o100755)])
     result = smoke(zpath, name, layer_zip=layer_zip if layered else None)
     what = "handler answer" if layered else "the function zip's bootstrap"
     assert (result.ok, result.duration_ms) == (False, 0)
@@ -581,7 +352,7 @@ def test_script_handler_runs_through_its_own_interpreter(tmp_path: Path, layer_z
               "    rid = r.headers['Lambda-Runtime-Aws-Request-Id']\n"
               "urllib.request.urlopen(urllib.request.Request(f'{api}/{rid}/response', data=b'\"from a script\"',"
               " method='POST'))\n").encode()
-    zpath = write_zip(tmp_path / "f.zip", [("handler.py", script, 0o100755)])
+    zpath = foreign_zip(tmp_path / "f.zip", [("handler.py", script, 0o100755)])
     result = smoke(zpath, "handler.py", layer_zip=layer_zip)
     assert (result.ok, result.response) == (True, "from a script"), result
 
@@ -595,7 +366,7 @@ def test_script_bootstrap_reporting_an_init_error(tmp_path: Path, qemu: str) -> 
               "urllib.request.urlopen(urllib.request.Request(url, data=body, method='POST'))\n"
               "print('giving up', file=sys.stderr)\n"
               "sys.exit(4)\n").encode()
-    zpath = write_zip(tmp_path / "f.zip", [("bootstrap", script, 0o100755)])
+    zpath = foreign_zip(tmp_path / "f.zip", [("bootstrap", script, 0o100755)])
     result = smoke(zpath, "bootstrap")
     assert result.error == ("function exited with status 4 during init after reporting an init error "
                             "(Runtime.Config: no table): giving up")
@@ -605,7 +376,7 @@ def test_script_bootstrap_reporting_an_init_error(tmp_path: Path, qemu: str) -> 
 def test_lost_exec_bit_fails_clearly(tmp_path: Path, fixture_bins: Path, layer_zip: Path, qemu: str,
                                      layered: bool) -> None:
     handler = "answer" if layered else "bootstrap"
-    zpath = write_zip(tmp_path / "f.zip", [(handler, (fixture_bins / "answer").read_bytes(), 0o100644)])
+    zpath = foreign_zip(tmp_path / "f.zip", [(handler, (fixture_bins / "answer").read_bytes(), 0o100644)])
     result = smoke(zpath, handler, layer_zip=layer_zip if layered else None)
     assert not result.ok and result.error is not None
     if layered:
@@ -617,7 +388,7 @@ def test_lost_exec_bit_fails_clearly(tmp_path: Path, fixture_bins: Path, layer_z
 
 
 def test_layer_bootstrap_without_exec_bit(tmp_path: Path, answer_zip: Path, qemu: str) -> None:
-    bad_layer = write_zip(tmp_path / "layer.zip",
+    bad_layer = foreign_zip(tmp_path / "layer.zip",
                           [("bootstrap", (ROOT / "layer" / "bootstrap").read_bytes(), 0o100644)])
     result = smoke(answer_zip, "answer", layer_zip=bad_layer)
     assert not result.ok and result.error is not None

@@ -19,11 +19,19 @@ from typing import Literal
 
 from go_arm_lambda import proc
 from go_arm_lambda.errors import ToolchainError
-from go_arm_lambda.smoke import QEMU_NAMES, which_qemu
-from go_arm_lambda.toolchain import CROSS_CC, CROSS_CC_PACKAGES, MIN_GO, find_go, which_cross_cc
+from go_arm_lambda.toolchain import (
+    CROSS_CC,
+    CROSS_CC_PACKAGES,
+    MIN_GO,
+    QEMU_NAMES,
+    QEMU_PACKAGE,
+    find_go,
+    is_arm64,
+    which_cross_cc,
+    which_qemu,
+)
 
 MIN_PYTHON = (3, 11)
-_ARM64 = ("aarch64", "arm64")
 
 Status = Literal["ok", "warning", "error"]
 
@@ -82,7 +90,7 @@ def _check_writable(var: str, directory: str) -> Check:
 
 
 def _check_qemu(env: Mapping[str, str], machine: str) -> Check:
-    if machine.lower() in _ARM64:
+    if is_arm64(machine):
         return Check("qemu-aarch64", "ok", f"not needed: this {machine} machine runs arm64 binaries itself")
     # The same lookup the smoke runner makes, on the PATH being checked.
     path = which_qemu(env.get("PATH", ""))
@@ -91,7 +99,7 @@ def _check_qemu(env: Mapping[str, str], machine: str) -> Check:
     return Check("qemu-aarch64", "error",
                  f"neither {' nor '.join(QEMU_NAMES)} is on PATH; smoke invocations need it to run arm64 "
                  f"binaries on this {machine} machine",
-                 "install it (Debian/Ubuntu: apt-get install qemu-user-static), or pass --no-smoke")
+                 f"install it (Debian/Ubuntu: apt-get install {QEMU_PACKAGE}), or pass --no-smoke")
 
 
 def _check_cross_cc(env: Mapping[str, str], cgo: bool) -> Check:

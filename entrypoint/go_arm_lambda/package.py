@@ -1,4 +1,4 @@
-"""Deterministic zips of functions and of the bootstrap layer, and Lambda's size limits.
+"""Deterministic zips of functions and of the bootstrap layer, Lambda's size limits, and safe extraction.
 
 The same binary must give the same zip, byte for byte, on every run: the zip's sha256 is how deploy decides
 "unchanged" (Lambda reports it as CodeSha256), so everything in the zip's own layout that varies with the
@@ -16,16 +16,19 @@ import base64
 import errno
 import hashlib
 import os
+import re
+import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Protocol
 
-from go_arm_lambda.errors import PackageError
+from go_arm_lambda.errors import PackageError, UsageError
 from go_arm_lambda.limits import MAX_UNZIPPED, MAX_ZIP_IN_REQUEST, check_handler
 
 # The earliest time a zip can hold: any fixed value works, and this one plainly is not a real build time.
@@ -38,6 +41,8 @@ UNIX = 3
 # Level 4 gives zips within 3% of level 6's size in under half the time (5.8 MB Go binary: 0.12 s vs 0.29 s),
 # and zipping sits inside the build's time budget. Fixed, so the bytes do not depend on a default.
 COMPRESS_LEVEL = 4
+
+_OVER_UNZIPPED = f"over Lambda's limit of {MAX_UNZIPPED:,} bytes (250 MB) for a function and its layers"
 
 _SOURCE_BOOTSTRAP = Path(__file__).resolve().parents[2] / "layer" / "bootstrap"
 
@@ -94,8 +99,7 @@ def check_limits(function: Sized, layer: Sized | None, name: str) -> bool:
     if unzipped > MAX_UNZIPPED:
         with_layer = " with the bootstrap layer" if layer else ""
         raise PackageError(
-            f"function {name} is {unzipped:,} bytes unzipped{with_layer}, over Lambda's limit of "
-            f"{MAX_UNZIPPED:,} bytes (250 MB) for a function and its layers",
+            f"function {name} is {unzipped:,} bytes unzipped{with_layer}, {_OVER_UNZIPPED}",
             "make the binary smaller (-ldflags '-s -w', fewer dependencies) or ship it as a container image")
     return function.size > MAX_ZIP_IN_REQUEST
 
@@ -154,3 +158,69 @@ def _read_regular_file(path: Path) -> bytes:
             return f.read()
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------- extracting
+
+def extract_zip(zip_path: Path, dest: Path) -> None:
+    """Extract with the unix permission bits the zip carries (zipfile drops them), refusing names outside
+    `dest`, more than Lambda would unzip, and entries this file system cannot hold.
+
+    The modes matter: a handler stored without its exec bit is what breaks in Lambda, so it must break here.
+    """
+    try:
+        _extract(zip_path, dest.resolve())
+    except (zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{str(zip_path)!r} is damaged ({exc})", "package the function again") from None
+
+
+def _extract(zip_path: Path, root: Path) -> None:
+    seen: set[str] = set()
+    with zipfile.ZipFile(zip_path) as zf:
+        infos = zf.infolist()
+        # zipfile stops each entry at its declared size (and checks its CRC there), so the sum bounds what
+        # is written: a zip bomb is refused before its first byte lands on disk.
+        unzipped = sum(info.file_size for info in infos)
+        if unzipped > MAX_UNZIPPED:
+            raise UsageError(f"{str(zip_path)!r} unzips to {unzipped:,} bytes, {_OVER_UNZIPPED}",
+                             "make the binary smaller (-ldflags '-s -w', fewer dependencies)")
+        for info in infos:
+            name = info.filename
+            if name.startswith(("/", "\\")) or ".." in Path(name).parts or re.match(r"^[A-Za-z]:", name):
+                raise UsageError(f"{str(zip_path)!r} holds an unsafe name {name!r}",
+                                 "rebuild the zip with relative names only (go-arm-lambda package does)")
+            if name.rstrip("/") in seen:  # a second copy could re-point a link already checked
+                raise UsageError(f"{str(zip_path)!r} holds {name!r} twice", "rebuild the zip")
+            seen.add(name.rstrip("/"))
+            try:
+                _extract_entry(zf, info, root, zip_path)
+            except OSError as exc:  # a name too long for this file system, "a" then "a/b", ...
+                clash = exc.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR)
+                why = "a file and a directory in it share a path" if clash else exc.strerror or str(exc)
+                raise UsageError(f"{str(zip_path)!r} holds {name!r}, which cannot be extracted: {why}",
+                                 "rebuild the zip (go-arm-lambda package writes one file per name)") from None
+
+
+def _extract_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, root: Path, zip_path: Path) -> None:
+    name = info.filename
+    mode = (info.external_attr >> 16) if info.create_system == 3 else 0
+    target = root / name
+    if not target.parent.resolve().is_relative_to(root):
+        raise UsageError(f"{str(zip_path)!r} writes {name!r} through a link outside the archive",
+                         "rebuild the zip without symlinks that point outside it")
+    if info.is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if stat.S_ISLNK(mode):
+        link = zf.read(info).decode()
+        if os.path.isabs(link) or not (target.parent / link).resolve().is_relative_to(root):
+            raise UsageError(f"{str(zip_path)!r} holds a symlink {name!r} -> {link!r} outside it",
+                             "ship the file itself instead of a link")
+        target.symlink_to(link)
+        return
+    with zf.open(info) as src, target.open("wb") as out:
+        shutil.copyfileobj(src, out)
+    # Permission bits only: a setuid, setgid or sticky bit from a zip has no business on this machine. No
+    # unix mode at all (a zip made on Windows) means no exec bit, so a handler packaged that way fails here.
+    target.chmod(mode & 0o777 if mode else 0o644)

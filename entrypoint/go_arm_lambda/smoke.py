@@ -1,287 +1,42 @@
 """Smoke-invoke a packaged function the way Lambda does, on this machine, before anything is deployed.
 
-Two parts: `RuntimeApiEmulator`, a Lambda Runtime API on 127.0.0.1 that hands out one event and records what
-the function sends back; and `smoke()`, which extracts the function zip (and layer zip) into a temporary task
-root and `/opt`, starts the real `bootstrap` with Lambda's environment, and waits for the answer. arm64
-binaries run through qemu-user on x86_64 hosts, with no binfmt registration needed.
+`smoke()` extracts the function zip (and layer zip) into a temporary task root and `/opt`, starts the real
+`bootstrap` with Lambda's environment against a `RuntimeApiEmulator` (runtime_api.py), and waits for the
+answer. arm64 binaries run through qemu-user on x86_64 hosts, with no binfmt registration needed.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import collections
 import datetime
 import errno
 import json
 import math
 import os
-import platform
-import re
-import shutil
 import signal
 import stat
-import sys
 import tempfile
 import threading
 import time
 import uuid
 import zipfile
-import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
-from go_arm_lambda import limits, proc
-from go_arm_lambda.errors import ToolchainError, UsageError
+from go_arm_lambda import limits, proc, toolchain
+from go_arm_lambda.errors import UsageError
+from go_arm_lambda.package import extract_zip
+from go_arm_lambda.runtime_api import Posted, RuntimeApiEmulator
 
-API_PREFIX = "/2018-06-01/runtime/"
-ACCOUNT = "000000000000"
-ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
-ERROR_BODY_TRAILER = "Lambda-Runtime-Function-Error-Body"
-QEMU_NAMES = ("qemu-aarch64-static", "qemu-aarch64")
 TAIL_LINES = 20
 TAIL_BYTES = 4096
 STOP_GRACE_S = 1.0
-# Lambda caps a synchronous response at 6 MB; anything far beyond that is a runaway, not an answer.
-MAX_BODY = 16 * 1024 * 1024
-# Lambda's limit for a synchronous invocation's payload, so no event can be larger.
-# Lambda's longest function timeout (15 minutes).
-# Where qemu finds /lib/ld-linux-aarch64.so.1 for a cgo binary: Debian's aarch64 cross toolchain puts it here.
-AARCH64_SYSROOT = "/usr/aarch64-linux-gnu"
 ELF_MAGIC = b"\x7fELF"
 # The kernel reads at most this much of a `#!` line (BINPRM_BUF_SIZE).
 SHEBANG_MAX = 256
 
-
-# ---------------------------------------------------------------------------------------------- emulator
-
-@dataclass(frozen=True)
-class Posted:
-    """One thing the function sent back: a response, an invocation error or an init error."""
-
-    kind: str  # "response" | "error" | "init_error"
-    body: bytes
-    error_type: str  # from the Lambda-Runtime-Function-Error-Type header or trailer, "" if none
-    at: float  # time.monotonic() when it arrived
-
-    def error_payload(self) -> dict[str, Any]:
-        """The {"errorMessage","errorType","stackTrace"} document, tolerant of anything else."""
-        try:
-            doc = json.loads(self.body)
-        except ValueError:
-            doc = None
-        if not isinstance(doc, dict):
-            doc = {"errorMessage": self.body.decode("utf-8", "replace")}
-        if self.error_type and not doc.get("errorType"):
-            doc["errorType"] = self.error_type
-        return doc
-
-    def describe(self) -> str:
-        """`errorType: errorMessage`, the way Lambda's console sums up a function error."""
-        doc = self.error_payload()
-        return f"{doc.get('errorType') or 'Unknown'}: {doc.get('errorMessage', '')}"
-
-
-@dataclass
-class _State:
-    served: bool = False
-    outcome: Posted | None = None
-    init_error: Posted | None = None
-
-
-class RuntimeApiEmulator:
-    """A Lambda Runtime API serving one event, on 127.0.0.1 with an ephemeral port.
-
-    After the event is served, further `invocation/next` calls block until the emulator stops, as a frozen
-    Lambda sandbox would. Use as a context manager; `wait_for()` lets a runner sleep until something happens.
-    """
-
-    def __init__(self, event: bytes = b"{}", *, function_name: str = "smoke-test", region: str = "us-east-1",
-                 timeout: float = 10.0) -> None:
-        self.event = event
-        self.timeout = timeout
-        self.request_id = str(uuid.uuid4())
-        self.function_arn = f"arn:aws:lambda:{region}:{ACCOUNT}:function:{function_name}"
-        self.trace_id = (f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};"
-                         f"Parent={uuid.uuid4().hex[:16]};Sampled=0")
-        self.state = _State()
-        self._cond = threading.Condition()
-        self._stopping = threading.Event()
-        self._server = _Server(("127.0.0.1", 0), _make_handler(self))
-        # serve_forever notices shutdown() only between polls; the default 0.5 s would be most of a smoke run.
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), name="runtime-api",
-                                        daemon=True)
-
-    @property
-    def address(self) -> str:
-        """host:port, the value of AWS_LAMBDA_RUNTIME_API."""
-        host, port = self._server.server_address[:2]
-        return f"{host}:{port}"
-
-    def __enter__(self) -> RuntimeApiEmulator:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stopping.set()  # releases handlers parked in /next
-        self.notify()
-        if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.server_close()
-
-    def notify(self) -> None:
-        """Wake `wait_for()` callers, e.g. when the function's process has exited."""
-        with self._cond:
-            self._cond.notify_all()
-
-    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(predicate, timeout)
-
-    # Called from handler threads ------------------------------------------------------------------
-
-    def _next_event(self) -> bytes | None:
-        with self._cond:
-            first = not self.state.served
-            self.state.served = True
-        if first:
-            return self.event
-        self._stopping.wait()
-        return None
-
-    def _record(self, posted: Posted) -> None:
-        # Recorded before the 202 goes out, so by the time the function can exit, its answer is here.
-        with self._cond:
-            if posted.kind == "init_error":
-                self.state.init_error = posted
-            elif self.state.outcome is None:
-                self.state.outcome = posted
-            self._cond.notify_all()
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a handler parked in /next must never keep the runner alive
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # The function is killed mid-connection at the end of every run; a reset is expected, not news.
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)
-
-
-def _make_handler(api: RuntimeApiEmulator) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        # HTTP/1.1 keeps the Go client's connection alive between /response and the next /next.
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # requests are recorded in api.state; the runner's output is not the place for access logs
-
-        def do_GET(self) -> None:
-            if self.path != API_PREFIX + "invocation/next":
-                self._not_found()
-                return
-            event = api._next_event()
-            if event is None:
-                self.close_connection = True
-                return
-            deadline_ms = int((time.time() + api.timeout) * 1000)
-            self._answer(200, event, {
-                "Lambda-Runtime-Aws-Request-Id": api.request_id,
-                "Lambda-Runtime-Deadline-Ms": str(deadline_ms),
-                "Lambda-Runtime-Invoked-Function-Arn": api.function_arn,
-                "Lambda-Runtime-Trace-Id": api.trace_id,
-                "Content-Type": "application/json",
-            })
-
-        def do_POST(self) -> None:
-            try:
-                body, trailers = _read_body(self)
-            except ValueError as exc:
-                self.close_connection = True
-                self._answer(400, _api_error("InvalidRequest", str(exc)))
-                return
-            kind = _post_kind(self.path, api.request_id)
-            if kind is None:
-                self._not_found()
-                return
-            error_type = trailers.get(ERROR_TYPE_HEADER.lower()) or self.headers.get(ERROR_TYPE_HEADER) or ""
-            if kind == "response" and error_type:
-                # A streamed response that failed half-way: aws-lambda-go puts the error in trailers.
-                kind, body = "error", _trailer_error_body(trailers, body)
-            api._record(Posted(kind, body, error_type, time.monotonic()))
-            self._answer(202, b'{"status":"OK"}')
-
-        def _not_found(self) -> None:
-            self._answer(404, _api_error("InvalidRequest", f"no route for {self.command} {self.path}"))
-
-        def _answer(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
-            self.send_response(status)
-            for name, value in (headers or {"Content-Type": "application/json"}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    return Handler
-
-
-def _post_kind(path: str, request_id: str) -> str | None:
-    if path == API_PREFIX + "init/error":
-        return "init_error"
-    for kind in ("response", "error"):
-        if path == f"{API_PREFIX}invocation/{request_id}/{kind}":
-            return kind
-    return None
-
-
-def _api_error(error_type: str, message: str) -> bytes:
-    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
-
-
-def _read_body(handler: BaseHTTPRequestHandler) -> tuple[bytes, dict[str, str]]:
-    """The request body and any HTTP trailers (lower-cased names); aws-lambda-go always posts chunked."""
-    rfile = handler.rfile
-    if "chunked" not in handler.headers.get("Transfer-Encoding", "").lower():
-        length = int(handler.headers.get("Content-Length") or 0)
-        if not 0 <= length <= MAX_BODY:
-            raise ValueError(f"body of {length} bytes is out of range")
-        return rfile.read(length), {}
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        line = rfile.readline(1024)
-        try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise ValueError(f"bad chunk size line {line[:40]!r}") from None
-        if size == 0:
-            break
-        total += size
-        if total > MAX_BODY:
-            raise ValueError("chunked body is too large")
-        chunks.append(rfile.read(size))
-        rfile.readline(8)  # the CRLF after each chunk
-    trailers: dict[str, str] = {}
-    while (line := rfile.readline(65536)) not in (b"", b"\r\n", b"\n"):
-        name, _, value = line.decode("latin-1").partition(":")
-        trailers[name.strip().lower()] = value.strip()
-    return b"".join(chunks), trailers
-
-
-def _trailer_error_body(trailers: Mapping[str, str], fallback: bytes) -> bytes:
-    try:
-        return base64.b64decode(trailers.get(ERROR_BODY_TRAILER.lower(), ""), validate=True) or fallback
-    except (binascii.Error, ValueError):
-        return fallback
-
-
-# ---------------------------------------------------------------------------------------------- runner
 
 @dataclass(frozen=True)
 class SmokeResult:
@@ -356,7 +111,7 @@ def smoke(function_zip: Path, handler: str, *, layer_zip: Path | None = None, ev
     start, is a SmokeResult.
     """
     _check_inputs(function_zip, handler, layer_zip, event, timeout, runtime)
-    qemu = None if _host_is_arm64() else find_qemu()
+    qemu = None if toolchain.is_arm64() else toolchain.find_qemu()
     with tempfile.TemporaryDirectory(prefix="go-arm-lambda-smoke-", ignore_cleanup_errors=True) as tmp:
         task_root, opt, runtime_dir = Path(tmp, "task"), Path(tmp, "opt"), Path(tmp, "runtime")
         for d in (task_root, opt, runtime_dir):
@@ -394,8 +149,8 @@ def smoke(function_zip: Path, handler: str, *, layer_zip: Path | None = None, ev
                     # A script bootstrap execs the handler through the wrapper, as Lambda's runtimes do; a
                     # script handler runs as it is, through its own #! interpreter.
                     run_env["AWS_LAMBDA_EXEC_WRAPPER"] = str(shim)
-                if Path(AARCH64_SYSROOT).is_dir():
-                    run_env.setdefault("QEMU_LD_PREFIX", AARCH64_SYSROOT)
+                if Path(toolchain.AARCH64_SYSROOT).is_dir():
+                    run_env.setdefault("QEMU_LD_PREFIX", toolchain.AARCH64_SYSROOT)
             return _invoke(api, argv, run_env, task_root, timeout)
 
 
@@ -416,24 +171,6 @@ def _check_inputs(function_zip: Path, handler: str, layer_zip: Path | None, even
                          f"{limits.MAX_TIMEOUT_S} s", "pass --timeout in seconds, e.g. 10")
     if runtime not in limits.RUNTIME_GLIBC:
         raise UsageError(f"runtime {runtime!r} cannot be smoke-tested", "use " + " or ".join(limits.RUNTIME_GLIBC))
-
-
-def _host_is_arm64() -> bool:
-    return platform.machine().lower() in ("aarch64", "arm64")
-
-
-def which_qemu(search_path: str | None = None) -> str | None:
-    """The aarch64 user emulator on PATH (or on `search_path`, which the doctor uses to check another PATH)."""
-    return next((p for p in (shutil.which(n, path=search_path) for n in QEMU_NAMES) if p), None)
-
-
-def find_qemu() -> str:
-    path = which_qemu()
-    if path:
-        return path
-    raise ToolchainError("qemu-aarch64-static is not installed, so arm64 functions cannot run on this "
-                         f"{platform.machine()} host", "install qemu-user-static (apt-get install "
-                         "qemu-user-static), run on an arm64 machine, or turn smoke off with --no-smoke")
 
 
 def write_exec_shim(directory: Path, qemu: str) -> Path:
@@ -515,71 +252,6 @@ def lambda_env(api_address: str, handler: str, *, task_root: Path, opt: Path, ru
         "AWS_SESSION_TOKEN": "smoke-test-dummy-session-token",
     })
     return env
-
-
-def extract_zip(zip_path: Path, dest: Path) -> None:
-    """Extract with the unix permission bits the zip carries (zipfile drops them), refusing names outside
-    `dest`, more than Lambda would unzip, and entries this file system cannot hold.
-
-    The modes matter: a handler stored without its exec bit is what breaks in Lambda, so it must break here.
-    """
-    try:
-        _extract(zip_path, dest.resolve())
-    except (zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{str(zip_path)!r} is damaged ({exc})", "package the function again") from None
-
-
-def _extract(zip_path: Path, root: Path) -> None:
-    seen: set[str] = set()
-    with zipfile.ZipFile(zip_path) as zf:
-        infos = zf.infolist()
-        # zipfile stops each entry at its declared size (and checks its CRC there), so the sum bounds what
-        # is written: a zip bomb is refused before its first byte lands on disk.
-        unzipped = sum(info.file_size for info in infos)
-        if unzipped > limits.MAX_UNZIPPED:
-            raise UsageError(f"{str(zip_path)!r} unzips to {unzipped:,} bytes, over Lambda's limit of "
-                             f"{limits.MAX_UNZIPPED:,} bytes (250 MB) for a function and its layers",
-                             "make the binary smaller (-ldflags '-s -w', fewer dependencies)")
-        for info in infos:
-            name = info.filename
-            if name.startswith(("/", "\\")) or ".." in Path(name).parts or re.match(r"^[A-Za-z]:", name):
-                raise UsageError(f"{str(zip_path)!r} holds an unsafe name {name!r}",
-                                 "rebuild the zip with relative names only (go-arm-lambda package does)")
-            if name.rstrip("/") in seen:  # a second copy could re-point a link already checked
-                raise UsageError(f"{str(zip_path)!r} holds {name!r} twice", "rebuild the zip")
-            seen.add(name.rstrip("/"))
-            try:
-                _extract_entry(zf, info, root, zip_path)
-            except OSError as exc:  # a name too long for this file system, "a" then "a/b", ...
-                clash = exc.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR)
-                why = "a file and a directory in it share a path" if clash else exc.strerror or str(exc)
-                raise UsageError(f"{str(zip_path)!r} holds {name!r}, which cannot be extracted: {why}",
-                                 "rebuild the zip (go-arm-lambda package writes one file per name)") from None
-
-
-def _extract_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, root: Path, zip_path: Path) -> None:
-    name = info.filename
-    mode = (info.external_attr >> 16) if info.create_system == 3 else 0
-    target = root / name
-    if not target.parent.resolve().is_relative_to(root):
-        raise UsageError(f"{str(zip_path)!r} writes {name!r} through a link outside the archive",
-                         "rebuild the zip without symlinks that point outside it")
-    if info.is_dir():
-        target.mkdir(parents=True, exist_ok=True)
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if stat.S_ISLNK(mode):
-        link = zf.read(info).decode()
-        if os.path.isabs(link) or not (target.parent / link).resolve().is_relative_to(root):
-            raise UsageError(f"{str(zip_path)!r} holds a symlink {name!r} -> {link!r} outside it",
-                             "ship the file itself instead of a link")
-        target.symlink_to(link)
-        return
-    with zf.open(info) as src, target.open("wb") as out:
-        shutil.copyfileobj(src, out)
-    # Permission bits only: a setuid, setgid or sticky bit from a zip has no business on this machine. No
-    # unix mode at all (a zip made on Windows) means no exec bit, so a handler packaged that way fails here.
-    target.chmod(mode & 0o777 if mode else 0o644)
 
 
 class _Tail:

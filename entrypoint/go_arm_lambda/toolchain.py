@@ -1,8 +1,10 @@
-"""The Go toolchain and the aarch64 C cross compiler: found, versioned, and checked against what modules need."""
+"""The tools a job runs: the Go toolchain (found, versioned, checked against what modules need), the aarch64 C
+cross compiler, and qemu-user, which runs arm64 programs on other hosts."""
 
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
 from dataclasses import dataclass
@@ -15,6 +17,11 @@ from go_arm_lambda.errors import ToolchainError
 MIN_GO = (1, 23)
 CROSS_CC = "aarch64-linux-gnu-gcc"
 CROSS_CC_PACKAGES = "gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
+# Where qemu finds /lib/ld-linux-aarch64.so.1 for a cgo binary: Debian's aarch64 cross toolchain puts it here.
+AARCH64_SYSROOT = "/usr/aarch64-linux-gnu"
+QEMU_NAMES = ("qemu-aarch64-static", "qemu-aarch64")
+QEMU_PACKAGE = "qemu-user-static"
+ARM64_MACHINES = ("aarch64", "arm64")  # platform.machine() on Linux and on macOS
 
 _GO_LINE = re.compile(r"^go\s+(\d+)\.(\d+)(?:\.(\d+))?\s*(?://.*)?$", re.MULTILINE)
 _GOVERSION = re.compile(r"go(\d+)\.(\d+)(?:\.(\d+))?")
@@ -103,3 +110,21 @@ def find_cross_cc() -> str:
                              f"install it (Debian/Ubuntu: apt-get install {CROSS_CC_PACKAGES}) or drop --cgo")
     return path
 
+
+def is_arm64(machine: str | None = None) -> bool:
+    """Whether `machine` (default: this one) runs arm64 programs itself, so smoke needs no qemu."""
+    return (machine or platform.machine()).lower() in ARM64_MACHINES
+
+
+def which_qemu(search_path: str | None = None) -> str | None:
+    """The aarch64 user emulator on PATH (or on `search_path`, which the doctor uses to check another PATH)."""
+    return next((p for p in (shutil.which(n, path=search_path) for n in QEMU_NAMES) if p), None)
+
+
+def find_qemu() -> str:
+    path = which_qemu()
+    if path:
+        return path
+    raise ToolchainError(f"{QEMU_NAMES[0]} is not installed, so arm64 functions cannot run on this "
+                         f"{platform.machine()} host", f"install {QEMU_PACKAGE} (apt-get install {QEMU_PACKAGE}), "
+                         "run on an arm64 machine, or turn smoke off with --no-smoke")
