@@ -65,11 +65,20 @@ class Recorded:
         return m.group(1) if m else ""
 
     @property
+    def operation(self) -> str:
+        """The operation a JSON-protocol request (X-Amz-Target: CloudWatch) or a query-protocol one (Action=:
+        STS, IAM) names; "" for REST APIs such as Lambda's, where the method and path say it."""
+        if target := self.headers.get("X-Amz-Target", ""):
+            return target.rpartition(".")[2]
+        m = re.search(rb"(?:^|&)Action=(\w+)", self.body) if self.path == "/" else None
+        return m.group(1).decode() if m else ""
+
+    @property
     def mutating(self) -> bool:
-        """A write. STS's GetCallerIdentity is a POST that only reads."""
+        """A write. STS's GetCallerIdentity is a POST that only reads, and so is CloudWatch's DescribeAlarms."""
         if self.method in ("GET", "HEAD"):
             return False
-        return not (self.path == "/" and re.search(rb"Action=(Get|List)", self.body))
+        return re.match(r"(Get|List|Describe)", self.operation) is None
 
     def json(self) -> Any:
         return json.loads(self.body or b"{}")
@@ -114,6 +123,9 @@ class FaultProxy:
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
         self.latency = 0.0
+        # Answers what moto cannot do for real (the aws fixture installs lambdainvoke.LambdaInvoke for Invoke):
+        # an answer, or None to forward. Faults still come first.
+        self.local: Callable[[Recorded], tuple[int, dict[str, str], bytes] | None] | None = None
         self._lock = threading.Lock()
         self._server = _ProxyServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -210,7 +222,7 @@ class FaultProxy:
                 rec.fault = fault.kind if fault else None
                 if fault and fault.kind in ("reset", "lose"):
                     if fault.kind == "lose":
-                        self._forward(body)
+                        self._upstream(rec, body)
                     # SO_LINGER 0: close() sends RST, as a dropped connection on the internet looks.
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.close_connection = True
@@ -219,7 +231,7 @@ class FaultProxy:
                 if fault and fault.kind == "respond":
                     status, headers, out = fault.status, fault.headers, fault.body
                 else:
-                    status, headers, out = self._forward(body)
+                    status, headers, out = self._upstream(rec, body)
                     if fault and fault.rewrite:
                         out = fault.rewrite(out)
                 rec.status = status
@@ -230,6 +242,10 @@ class FaultProxy:
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
                 self.wfile.write(out)
+
+            def _upstream(self, rec: Recorded, body: bytes) -> tuple[int, dict[str, str], bytes]:
+                answer = proxy.local(rec) if proxy.local else None
+                return answer if answer is not None else self._forward(body)
 
             def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
@@ -343,6 +359,20 @@ class FakeAws:
         params = {"FunctionName": name} | ({"Qualifier": qualifier} if qualifier else {})
         return self.client("lambda", region).get_function(**params)["Configuration"]  # type: ignore[no-any-return]
 
+    @property
+    def invoker(self) -> Any:
+        """The lambdainvoke.LambdaInvoke behind the proxy: its `invocations`, its seeded `random`, its `cache`."""
+        return self.proxy.local
+
+    def set_alarm(self, name: str, state: str, *, region: str = REGION, reason: str = "set by a test") -> None:
+        """Put CloudWatch alarm `name` in `state` (OK | ALARM | INSUFFICIENT_DATA), creating it on first use."""
+        cloudwatch = self.client("cloudwatch", region)
+        if not cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]:
+            cloudwatch.put_metric_alarm(
+                AlarmName=name, Namespace="AWS/Lambda", MetricName="Errors", Statistic="Sum", Period=60,
+                EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+        cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason=reason)
+
     def create_bucket(self, name: str, region: str = REGION) -> None:
         # us-east-1 is S3's default and refuses to be named as a location constraint.
         where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
@@ -381,8 +411,12 @@ def set_moto_auth(moto_url: str, enforced: bool) -> None:
 
 
 @pytest.fixture
-def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeAws]:
-    """A clean moto behind a fresh proxy; credentials in the environment for the standard chain."""
+def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeAws]:
+    """A clean moto behind a fresh proxy that runs Invoke for real; credentials in the environment for the
+    standard chain."""
+    from lambdainvoke import LambdaInvoke, ZipCache  # it builds on this module, so it comes in late
+
     reset_moto(moto_server)
     for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
                 "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
@@ -395,6 +429,8 @@ def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> It
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     proxy = FaultProxy(moto_server)
+    # One zip cache for the session: it is keyed by CodeSha256, so moto's reset between tests cannot stale it.
+    proxy.local = LambdaInvoke(moto_server, ZipCache(tmp_path_factory.getbasetemp() / "invoke-zips"))
     try:
         yield FakeAws(moto_server, proxy)
     finally:

@@ -1,0 +1,165 @@
+"""The test AWS answers Lambda Invoke for real: real Go functions, packaged by the real packager, created in moto,
+invoked with boto3 through the fault proxy, run under qemu by the smoke runner."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from awsfakes import REGION, FakeAws, make_zip
+from go_arm_lambda import package
+
+LAYER = "go-arm-lambda-bootstrap"
+
+
+@pytest.fixture(scope="module")
+def zips(tmp_path_factory: pytest.TempPathFactory, fixture_bins: Path) -> dict[str, bytes]:
+    """Function zips by fixture binary, each stored under the handler name `fn`, and the layer under ''."""
+    tmp = tmp_path_factory.mktemp("zips")
+    out = {binary: package.package_function(fixture_bins / binary, "fn", tmp / f"{binary}.zip").path.read_bytes()
+           for binary in ("answer", "envdump", "fail", "panic", "slow", "initexit")}
+    out[""] = package.package_layer(tmp / "layer.zip").path.read_bytes()
+    return out
+
+
+def create(aws: FakeAws, zips: dict[str, bytes], name: str, binary: str, *, layers: tuple[str, ...] = (),
+           timeout: int | None = None) -> None:
+    """A function as go-arm-lambda deploys it: provided.al2023 on arm64, our layer, Handler = binary name."""
+    layers = layers or (aws.publish_layer(LAYER, zip_file=zips[""]),)
+    aws.create_function(name, runtime="provided.al2023", architecture="arm64", handler="fn", code=zips[binary],
+                        layers=layers)
+    if timeout is not None:
+        aws.client("lambda").update_function_configuration(FunctionName=name, Timeout=timeout)
+
+
+def client(aws: FakeAws, **config: Any) -> Any:
+    return aws.session.client("lambda", region_name=REGION, endpoint_url=aws.url, config=Config(**config))
+
+
+def invoke(lam: Any, name: str, qualifier: str | None = None, event: Any = None) -> dict[str, Any]:
+    """boto3's invoke with LogType=Tail, the payload read and parsed and the log tail decoded."""
+    params = {"FunctionName": name, "LogType": "Tail", "Payload": json.dumps(event or {}).encode()}
+    out: dict[str, Any] = lam.invoke(**params | ({"Qualifier": qualifier} if qualifier else {}))
+    out["Payload"] = json.loads(out["Payload"].read())
+    out["Log"] = base64.b64decode(out["LogResult"]).decode()
+    out["RequestId"] = out["ResponseMetadata"]["RequestId"]
+    return out
+
+
+def test_invoke_runs_the_version_asked_for_with_its_layers_in_order(aws: FakeAws, zips: dict[str, bytes]) -> None:
+    # A foreign layer with a broken bootstrap first: ours, listed after it, must replace it in /opt.
+    foreign = aws.publish_layer("tools", zip_file=make_zip({"bootstrap": b"#!/bin/sh\nexit 42\n", "lib/x": b"x"}))
+    ours = aws.publish_layer(LAYER, zip_file=zips[""])
+    create(aws, zips, "shop", "answer", layers=(foreign, ours))
+    lam = client(aws)
+    assert lam.publish_version(FunctionName="shop")["Version"] == "1"
+    aws.client("lambda").update_function_code(FunctionName="shop", ZipFile=zips["envdump"])
+    aws.proxy.respond("POST", r"/invocations$", status=429, code="TooManyRequestsException", message="Rate exceeded")
+
+    first = invoke(lam, "shop", "1", {"order": 42})
+    assert first["StatusCode"] == 200 and "FunctionError" not in first
+    assert first["ExecutedVersion"] == "1"
+    assert first["Payload"]["event"] == {"order": 42}
+    assert first["Payload"]["arn"].endswith(":function:shop")
+    log = first["Log"].splitlines()
+    assert log[0] == f"START RequestId: {first['RequestId']} Version: 1"
+    assert log[-2] == f"END RequestId: {first['RequestId']}"
+    assert log[-1].startswith(f"REPORT RequestId: {first['RequestId']}\tDuration: ")
+    assert "Memory Size: 256 MB" in log[-1]
+    assert aws.invoker.cache.fetches == 3  # the code and two layers
+
+    latest = invoke(lam, aws.function("shop")["FunctionArn"])  # unqualified, by ARN: $LATEST, the new code
+    assert latest["ExecutedVersion"] == "$LATEST" and "FunctionError" not in latest
+    env = latest["Payload"]["env"]
+    assert (env["_HANDLER"], env["AWS_LAMBDA_FUNCTION_NAME"], env["KEEP"]) == ("fn", "shop", "me")
+
+    again = invoke(lam, "shop:1")
+    assert again["ExecutedVersion"] == "1" and "event" in again["Payload"]
+    assert aws.invoker.cache.fetches == 4  # only $LATEST's code was new
+    assert [r.status for r in aws.proxy.matching("POST", r"/functions/[^/]+/invocations$")] == [429, 200, 200, 200]
+    assert [i.version for i in aws.invoker.invocations] == ["1", "$LATEST", "1"]
+
+
+@pytest.mark.parametrize(("binary", "error_type", "message", "in_log"), [
+    ("fail", "errorString", "order 42 was rejected", None),
+    ("panic", "string", "nil map in handler", None),
+    ("slow", "Sandbox.Timedout", "Error: Task timed out after 1.00 seconds", "Task timed out after 1.00 seconds"),
+    ("initexit", "Runtime.ExitError", "function exited with status 3 during init", "fatal: TABLE_NAME is not set"),
+])
+def test_a_failing_function_is_a_200_with_unhandled(aws: FakeAws, zips: dict[str, bytes], binary: str,
+                                                    error_type: str, message: str, in_log: str | None) -> None:
+    create(aws, zips, binary, binary, timeout=1)
+    out = invoke(client(aws), binary)
+    assert out["StatusCode"] == 200
+    assert out["FunctionError"] == "Unhandled"
+    assert out["Payload"]["errorType"] == error_type
+    assert message in out["Payload"]["errorMessage"]
+    assert out["Log"].startswith(f"START RequestId: {out['RequestId']} Version: $LATEST\n")
+    if in_log:
+        assert in_log in out["Log"]
+
+
+def test_an_alias_runs_its_versions_by_their_routing_weights(aws: FakeAws, zips: dict[str, bytes]) -> None:
+    create(aws, zips, "shop", "answer")
+    setup = aws.client("lambda")
+    setup.publish_version(FunctionName="shop")
+    setup.update_function_code(FunctionName="shop", ZipFile=zips["envdump"])
+    setup.publish_version(FunctionName="shop")
+    setup.create_alias(FunctionName="shop", Name="live", FunctionVersion="1",
+                       RoutingConfig={"AdditionalVersionWeights": {"2": 0.3}})
+    seed = 3
+    draws = random.Random(seed)
+    expected = ["2" if draws.random() < 0.3 else "1" for _ in range(3)]
+    assert set(expected) == {"1", "2"}, "pick a seed that sends the invokes to both versions"
+    aws.invoker.random.seed(seed)
+    lam = client(aws)
+
+    ran = [invoke(lam, "shop", "live") for _ in expected]
+    assert [r["ExecutedVersion"] for r in ran] == expected
+    # Each version ran its own code: answer echoes the event, envdump shows its environment.
+    assert [("event" in r["Payload"], "env" in r["Payload"]) for r in ran] == [(v == "1", v == "2") for v in expected]
+
+    setup.update_alias(FunctionName="shop", Name="live", FunctionVersion="2", RoutingConfig={})
+    assert invoke(lam, "shop", "live")["ExecutedVersion"] == "2"
+
+
+def test_what_never_runs_answers_as_lambda(aws: FakeAws, zips: dict[str, bytes]) -> None:
+    create(aws, zips, "shop", "answer")
+    aws.create_function("legacy")  # go1.x on x86_64, as before a migration
+    lam = client(aws, retries={"total_max_attempts": 1})
+
+    for name, qualifier in (("nope", None), ("shop", "staging"), ("shop", "7")):
+        with pytest.raises(ClientError) as caught:
+            lam.invoke(FunctionName=name, **({"Qualifier": qualifier} if qualifier else {}))
+        assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    with pytest.raises(lam.exceptions.InvalidRuntimeException, match=r"go1\.x"):
+        lam.invoke(FunctionName="legacy")
+    with pytest.raises(lam.exceptions.InvalidRequestContentException):
+        lam.invoke(FunctionName="shop", Payload=b"{not json")
+    assert lam.invoke(FunctionName="shop", InvocationType="DryRun")["StatusCode"] == 204
+    assert aws.invoker.invocations == []
+
+
+def test_cloudwatch_alarm_states_read_through_the_proxy(aws: FakeAws) -> None:
+    cloudwatch = aws.session.client("cloudwatch", region_name=REGION, endpoint_url=aws.url)
+
+    def state() -> str:
+        return str(cloudwatch.describe_alarms(AlarmNames=["shop-errors"])["MetricAlarms"][0]["StateValue"])
+
+    aws.set_alarm("shop-errors", "ALARM")
+    assert state() == "ALARM"
+    aws.set_alarm("shop-errors", "OK")
+    assert state() == "OK"
+    reads = [r for r in aws.proxy.requests if r.operation == "DescribeAlarms"]
+    assert len(reads) == 2 and not any(r.mutating for r in reads)
+    cloudwatch.set_alarm_state(AlarmName="shop-errors", StateValue="ALARM", StateReason="through the proxy")
+    assert state() == "ALARM"
+    assert [r.operation for r in aws.proxy.mutating()] == ["SetAlarmState"]
