@@ -1,7 +1,9 @@
-"""Rendering the job report: the text table, the job summary, the PR comment and the Action's outputs.
+"""The job report: its types, its one assembly, the rules read from it, and its four views.
 
-Most reports here are written out to show every field; where the shape depends on what the deploy did (a dry
-run, a failed layer), the report comes from a real plan and execute against moto.
+The reports here are put together the way the pipeline does it, with report.assemble from typed parts; where the
+shape depends on what the deploy did (a dry run, a failed layer), the deploy's part comes from a real plan and
+execute against moto, and the build's from real package artifacts. `_schema_problems` holds every report against
+the TypedDicts, so the types are the schema and nothing here restates it.
 """
 
 from __future__ import annotations
@@ -9,72 +11,137 @@ from __future__ import annotations
 import copy
 import json
 import re
+import types
+import typing
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from awsfakes import REGION, FakeAws, artifacts, deploy, desired, plan_for
+import pytest
+
+from awsfakes import REGION, FakeArtifact, FakeAws, artifacts, deploy, desired, plan_for
+from go_arm_lambda import build, package, pipeline
 from go_arm_lambda import report as r
+from go_arm_lambda.config import Config, FunctionSpec
+from go_arm_lambda.errors import UsageError
 from go_arm_lambda.execute import DeployResult, preview
+from go_arm_lambda.report import Status
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 LAYER_EU = "arn:aws:lambda:eu-west-1:123456789012:layer:go-arm-lambda-bootstrap:3"
 LAYER_US = "arn:aws:lambda:us-east-1:123456789012:layer:go-arm-lambda-bootstrap:1"
 RUN_URL = "https://github.com/acme/shop/actions/runs/42"
+SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+HEADER: r.JobHeader = {"tool_version": "0.1.0", "dry_run": False, "commit": COMMIT, "mode": "layer",
+                       "runtime": "provided.al2023"}
 
 
-def _function(name: str, region: str, **over: Any) -> dict[str, Any]:
-    f = {"name": name, "region": region, "arn": f"arn:aws:lambda:{region}:123456789012:function:{name}",
-         "version": "4", "alias": "live", "code_sha256": "q80=", "changed": True,
-         "changes": ["runtime: go1.x -> provided.al2023", "architecture: x86_64 -> arm64", "code"],
-         "status": "updated", "error": None, "package": f"./cmd/{name}", "handler": name,
-         "zip_size": 4_200_000, "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-         "verify": "ok", "smoke": "ok"}
-    f.update(over)
-    return f
+def _build(name: str, **over: Any) -> r.FunctionBuild:
+    built: r.FunctionBuild = {
+        "name": name, "code_sha256": "q80=", "runtime": "provided.al2023", "architecture": "arm64",
+        "package": f"./cmd/{name}", "handler": name, "zip_size": 4_200_000, "sha256": SHA, "verify": "ok",
+        "smoke": "ok"}
+    return typing.cast(r.FunctionBuild, built | over)
 
 
-DEPLOY: dict[str, Any] = {
-    "tool_version": "0.1.0", "dry_run": False, "commit": COMMIT, "mode": "layer",
-    "runtime": "provided.al2023",
-    "layer": {"name": "go-arm-lambda-bootstrap", "sha256": "ab" * 32,
-              "arns": {"eu-west-1": LAYER_EU, "us-east-1": LAYER_US},
-              "published": {"eu-west-1": True, "us-east-1": False}},
-    "functions": [_function("orders", "eu-west-1"),
-                  _function("orders", "us-east-1", changed=False, changes=[], status="unchanged",
-                            version="2"),
-                  _function("payments", "eu-west-1", alias=None, version="7", verify="warnings")],
-    "plan": [], "mutating_calls": 7, "errors": [],
-}
+def _state(name: str, region: str, **over: Any) -> r.FunctionDeploy:
+    state: r.FunctionDeploy = {
+        "name": name, "code_sha256": "q80=", "runtime": "provided.al2023", "architecture": "arm64",
+        "region": region, "arn": f"arn:aws:lambda:{region}:123456789012:function:{name}", "version": "4",
+        "alias": "live", "changes": ["runtime: go1.x -> provided.al2023", "architecture: x86_64 -> arm64", "code"],
+        "status": Status.UPDATED, "error": None}
+    return typing.cast(r.FunctionDeploy, state | over)
 
 
-def _dry_run() -> dict[str, Any]:
-    rep = copy.deepcopy(DEPLOY)
-    rep["dry_run"] = True
+def _job(states: list[r.FunctionDeploy], *, layer: r.LayerDeploy | None, dry_run: bool = False,
+         plan: list[r.PlanLine] | None = None, errors: list[str] | None = None,
+         verify: dict[str, r.VerifyStatus] | None = None) -> r.JobReport:
+    """A deploy's report, assembled as the pipeline does it: the build's part and the deploy's part."""
+    builds = [_build(name, verify=(verify or {}).get(name, "ok")) for name in dict.fromkeys(s["name"] for s in states)]
+    deployed: r.DeployReport = {"dry_run": dry_run, "layer": layer, "functions": states, "plan": plan or [],
+                                "mutating_calls": 7, "errors": errors or []}
+    header: r.JobHeader = {**HEADER, "dry_run": dry_run, "mode": "layer" if layer else "bootstrap"}
+    return r.assemble(header, builds, layer["name"] if layer else None, "ab" * 32, deployed)
+
+
+LAYER: r.LayerDeploy = {"name": "go-arm-lambda-bootstrap", "arns": {"eu-west-1": LAYER_EU, "us-east-1": LAYER_US},
+                        "published": {"eu-west-1": True, "us-east-1": False}, "changes": {}}
+DEPLOY = _job([_state("orders", "eu-west-1"),
+               _state("orders", "us-east-1", changes=[], status=Status.UNCHANGED, version="2"),
+               _state("payments", "eu-west-1", alias=None, version="7")],
+              layer=LAYER, verify={"payments": "warnings"})
+
+
+def _dry_run() -> r.JobReport:
     # On a dry run "published" means "would publish", and a version not yet published has no ARN.
-    rep["layer"]["arns"] = {"us-east-1": LAYER_US}
-    rep["layer"]["published"] = {"eu-west-1": True, "us-east-1": False}
-    for f in rep["functions"]:
-        f.update(status="planned", version=None)
-    rep["plan"] = [{"action": "publish-layer", "target": "go-arm-lambda-bootstrap", "region": "eu-west-1",
-                    "detail": "new content"},
-                   {"action": "update-code", "target": "orders", "region": "eu-west-1", "detail": "sha a|b"}]
-    return rep
+    layer: r.LayerDeploy = {**LAYER, "arns": {"us-east-1": LAYER_US}}
+    states = [_state("orders", "eu-west-1", status=Status.PLANNED, version=None),
+              _state("orders", "us-east-1", changes=[], status=Status.UNCHANGED, version=None),
+              _state("payments", "eu-west-1", alias=None, status=Status.PLANNED, version=None)]
+    plan: list[r.PlanLine] = [
+        {"action": "publish-layer", "target": "go-arm-lambda-bootstrap", "region": "eu-west-1",
+         "detail": "new content"},
+        {"action": "update-code", "target": "orders", "region": "eu-west-1", "detail": "sha a|b"}]
+    return _job(states, layer=layer, dry_run=True, plan=plan)
 
 
-def _failure() -> dict[str, Any]:
+def _failure() -> r.JobReport:
     rep = copy.deepcopy(DEPLOY)
-    rep["functions"][1].update(status="failed", changed=False,
+    rep["functions"][1].update(status=Status.FAILED, changed=False,
                                error="ResourceConflictException: update in progress\nretry later | <nil>")
     rep["errors"] = ["1 function failed to deploy"]
     return rep
 
 
-def _bootstrap() -> dict[str, Any]:
-    rep = copy.deepcopy(DEPLOY)
-    rep.update(mode="bootstrap", layer=None)
+def _bootstrap() -> r.JobReport:
+    states = [_state("orders", "eu-west-1"), _state("payments", "eu-west-1", alias=None, version="7")]
+    rep = _job(states, layer=None)
     for f in rep["functions"]:
         f["handler"] = "bootstrap"
     return rep
+
+
+def _built_only(**over: Any) -> r.JobReport:
+    """A run without regions: built, checked and packaged, nothing deployed."""
+    return r.assemble(HEADER, [_build("orders", **over), _build("payments", **over)], "go-arm-lambda-bootstrap",
+                      "ab" * 32, None)
+
+
+def _schema_problems(value: Any, tp: Any = r.JobReport, where: str = "report") -> list[str]:
+    """Where `value` (as JSON gives it back) differs from the type: a missing or extra key, a wrong value."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if typing.is_typeddict(tp):
+        if not isinstance(value, dict):
+            return [f"{where}: {value!r} is not an object"]
+        hints = typing.get_type_hints(tp)
+        problems = [f"{where}: no {key!r}" for key in hints if key not in value]
+        problems += [f"{where}: {key!r} is not in {tp.__name__}" for key in value if key not in hints]
+        return problems + [p for key in hints.keys() & value.keys()
+                           for p in _schema_problems(value[key], hints[key], f"{where}.{key}")]
+    if origin in (types.UnionType, typing.Union):  # `X | None`: what is wrong with it as an X
+        return min((_schema_problems(value, arg, where) for arg in args), key=len)
+    if origin is typing.Literal:
+        return [] if value in args else [f"{where}: {value!r} is none of {args}"]
+    if origin is list:
+        if not isinstance(value, list):
+            return [f"{where}: {value!r} is not a list"]
+        return [p for i, item in enumerate(value) for p in _schema_problems(item, args[0], f"{where}[{i}]")]
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            return [f"{where}: {value!r} is not an object"]
+        return [p for k, item in value.items() for p in _schema_problems(item, args[1], f"{where}.{k}")]
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return [] if value in {m.value for m in tp} else [f"{where}: {value!r} is not a {tp.__name__}"]
+    if tp is type(None):
+        return [] if value is None else [f"{where}: {value!r} is not null"]
+    if tp is int and isinstance(value, bool):
+        return [f"{where}: {value!r} is not a number"]
+    return [] if isinstance(value, tp) else [f"{where}: {value!r} is not {tp.__name__}"]
+
+
+def _conforms(report: r.JobReport) -> r.JobReport:
+    assert _schema_problems(json.loads(json.dumps(report))) == []
+    return report
 
 
 def _rows(markdown: str, heading: str) -> list[list[str]]:
@@ -197,12 +264,13 @@ def test_comment_on_dry_run_and_on_failure() -> None:
 
 
 def test_build_failure_before_any_deploy() -> None:
-    rep = {"tool_version": "0.1.0", "dry_run": False, "commit": COMMIT, "mode": "layer",
-           "runtime": "provided.al2023", "layer": None, "functions": [], "plan": [], "mutating_calls": 0,
-           "errors": ["go build failed: cmd/orders/main.go:12:3: undefined: handler"]}
+    # What the pipeline reports when the build stops it (and what the Action reports for bad inputs).
+    rep = _conforms(pipeline.job_report(Config(), None, None,
+                                        errors=["go build failed: cmd/orders/main.go:12:3: undefined: handler"]))
     body = r.comment_body(rep, "default", COMMIT, RUN_URL)
     assert body.splitlines()[1] == "### ❌ go-arm-lambda failed"
-    assert "**Layer**: not published" in body and "bootstrap mode" not in body
+    assert "**Layer** `go-arm-lambda-bootstrap` (sha256 —)\n- not published in any region" in body
+    assert "bootstrap mode" not in body
     assert "**What failed**\n- go build failed: cmd/orders/main.go:12:3: undefined: handler" in body
     assert "**Functions**" not in body
     assert "### Errors" in r.summary_markdown(rep)
@@ -221,10 +289,9 @@ def test_marker_cannot_be_broken_by_the_comment_id() -> None:
 
 
 def test_huge_report_comment_is_capped_with_a_note() -> None:
-    rep = copy.deepcopy(DEPLOY)
-    rep["functions"] = [_function(f"fn-{i:04d}", "eu-west-1", changes=[f"handler: old-{i} -> new-{i}" * 5])
-                        for i in range(1500)]
-    rep["errors"] = ["x" * 5000]  # one enormous error is shortened, not allowed to fill the comment
+    rep = _job([_state(f"fn-{i:04d}", "eu-west-1", changes=[f"handler: old-{i} -> new-{i}" * 5])
+                for i in range(1500)], layer=LAYER, errors=["x" * 5000])
+    # one enormous error is shortened, not allowed to fill the comment
     body = r.comment_body(rep, "default", COMMIT, RUN_URL)
     assert len(body) < 65_536
     assert body.startswith(r.comment_marker("default") + "\n")
@@ -264,15 +331,24 @@ def test_text_table_for_the_terminal() -> None:
 
 # --- reports of real deploys against moto -------------------------------------------------------------------
 
-def _job(result: DeployResult) -> dict[str, Any]:
-    """The deploy's report with the fields the pipeline adds around it."""
-    return result.to_report() | {"tool_version": "0.1.0", "commit": COMMIT, "mode": "layer",
-                                 "runtime": "provided.al2023"}
+def _output(zips: dict[str, FakeArtifact]) -> pipeline.BuildOutput:
+    """What the build stages would hand on for these zips (verify and smoke skipped)."""
+    functions = [pipeline.FunctionArtifacts(build.BuiltFunction(FunctionSpec(n, f"./cmd/{n}"), n, z.path,
+                                                                z.path.parent), typing.cast(package.Artifact, z))
+                 for n, z in zips.items() if n]
+    return pipeline.BuildOutput(functions, typing.cast(package.Artifact, zips[""]))
+
+
+def _pipeline_report(zips: dict[str, FakeArtifact], result: DeployResult) -> r.JobReport:
+    """The job report exactly as the pipeline makes it from this build and this deploy."""
+    cfg = Config(regions=(REGION,), dry_run=result.dry_run)
+    return _conforms(pipeline.job_report(cfg, _output(zips), typing.cast(r.DeployReport, result.to_report())))
 
 
 def test_dry_run_of_a_new_layer_shows_no_arn(aws: FakeAws, tmp_path: Path) -> None:
     aws.create_function("orders")
-    rep = _job(preview(plan_for(aws.url, desired(artifacts(tmp_path, ["orders"])))))
+    zips = artifacts(tmp_path, ["orders"])
+    rep = _pipeline_report(zips, preview(plan_for(aws.url, desired(zips))))
 
     md, text = r.summary_markdown(rep), r.text_table(rep)
     assert f"- {REGION}: new version (dry run)" in md
@@ -288,7 +364,8 @@ def test_dry_run_of_a_new_layer_shows_no_arn(aws: FakeAws, tmp_path: Path) -> No
 def test_failed_layer_is_not_reported_as_published(aws: FakeAws, tmp_path: Path) -> None:
     aws.create_function("orders")  # go1.x on x86_64
     aws.proxy.respond("POST", r"/layers/", status=400, code="InvalidParameterValueException", message="too long")
-    rep = _job(deploy(aws.url, desired(artifacts(tmp_path, ["orders"]))))
+    zips = artifacts(tmp_path, ["orders"])
+    rep = _pipeline_report(zips, deploy(aws.url, desired(zips)))
 
     md = r.summary_markdown(rep)
     assert md.startswith("## ❌ go-arm-lambda failed")
@@ -300,14 +377,115 @@ def test_failed_layer_is_not_reported_as_published(aws: FakeAws, tmp_path: Path)
     outputs = r.action_outputs(rep, "r.json")
     assert (outputs["layer-arn"], outputs["layer-arns"], outputs["changed"]) == ("", "{}", "false")
     assert f"layer go-arm-lambda-bootstrap in {REGION}: not published" in r.text_table(rep)
+    assert rep["layer"] is not None and rep["layer"]["sha256"] == zips[""].sha256
+    assert [(f["status"], f["changed"]) for f in rep["functions"]] == [(Status.NOT_TOUCHED, False)]
+    assert not pipeline.JobResult.of(rep).ok  # the exit code says what the headline says
 
 
 def test_a_sharing_change_on_a_reused_layer_is_shown_and_counts_as_changed() -> None:
-    arn = "arn:aws:lambda:eu-west-1:123456789012:layer:go-arm-lambda-bootstrap:3"
-    doc = {"dry_run": False, "mode": "layer", "runtime": "provided.al2023", "functions": [], "plan": [], "errors": [],
-           "layer": {"name": "go-arm-lambda-bootstrap", "arns": {"eu-west-1": arn}, "published": {"eu-west-1": False},
-                     "changes": {"eu-west-1": ["permission removed: *"]}}}
+    layer: r.LayerDeploy = {"name": "go-arm-lambda-bootstrap", "arns": {"eu-west-1": LAYER_EU},
+                            "published": {"eu-west-1": False}, "changes": {"eu-west-1": ["permission removed: *"]}}
+    unchanged = _state("orders", "eu-west-1", changes=[], status=Status.UNCHANGED)
+    doc = _job([unchanged], layer=layer)
     assert "(permission removed: *)" in r.summary_markdown(doc)
     assert r.action_outputs(doc, "r.json")["changed"] == "true"
-    doc["layer"]["changes"] = {"eu-west-1": []}
+    doc = _job([unchanged], layer={**layer, "changes": {"eu-west-1": []}})
     assert "(unchanged)" in r.summary_markdown(doc) and r.changed(doc) is False
+    assert "already up to date in eu-west-1" in r.summary_markdown(doc).splitlines()[0]
+
+
+# --- the types, the assembly and the rules ------------------------------------------------------------------
+
+@pytest.mark.parametrize("make", [lambda: DEPLOY, _dry_run, _failure, _bootstrap, _built_only])
+def test_every_report_here_is_what_the_types_say(make: Any) -> None:
+    _conforms(make())
+
+
+def test_the_schema_check_can_fail() -> None:
+    rep: Any = json.loads(json.dumps(DEPLOY))
+    rep["functions"][0]["status"] = "deployed"
+    rep["functions"][1]["zip_size"] = "4 MB"
+    del rep["functions"][2]["error"]
+    rep["layer"]["extra"] = 1
+    assert sorted(_schema_problems(rep)) == [
+        "report.functions[0].status: 'deployed' is not a Status",
+        "report.functions[1].zip_size: '4 MB' is not int",
+        "report.functions[2]: no 'error'",
+        "report.layer: 'extra' is not in LayerReport"]
+
+
+def _architecture_example() -> dict[str, Any]:
+    text = (Path(__file__).parents[1] / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    section = text.split("## The job report", 1)[1]
+    return json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+
+
+def test_the_architecture_example_has_the_fields_of_the_types() -> None:
+    example = _architecture_example()
+
+    def keys(tp: Any) -> set[str]:
+        return set(typing.get_type_hints(tp))
+
+    assert set(example) == keys(r.JobReport)
+    assert set(example["layer"]) == keys(r.LayerReport)
+    assert set(example["functions"][0]) == keys(r.FunctionReport)
+    assert set(example["plan"][0]) == keys(r.PlanLine)
+    function = example["functions"][0]
+    assert function["status"].split(" | ") == [s.value for s in Status]
+    assert tuple(function["verify"].split(" | ")) == typing.get_args(r.VerifyStatus)
+    assert tuple(function["smoke"].split(" | ")) == typing.get_args(r.SmokeStatus)
+
+
+def test_status_values_are_the_json_strings_and_the_rules_are_decided_on_them() -> None:
+    assert json.dumps([Status.NOT_TOUCHED, Status.BUILT]) == '["not-touched", "built"]'
+    assert {s for s in Status if s.failed} == {Status.FAILED, Status.NOT_TOUCHED}
+    assert {s for s in Status if s.applies_changes} == {Status.UPDATED, Status.PLANNED}
+    for status in Status:
+        assert r.function_failed({"status": status.value}) is status.failed
+        assert r.function_changed({"status": status.value, "changes": ["code"]}) is status.applies_changes
+        assert r.function_changed({"status": status.value, "changes": []}) is False
+
+
+def test_assemble_decides_changed_by_the_rule_and_refuses_an_unknown_status() -> None:
+    rep = _job([_state("orders", "eu-west-1", status="failed", error="boom"),
+                _state("payments", "eu-west-1", status="not-touched", error="layer failed")], layer=LAYER)
+    assert [(f["status"], f["changed"]) for f in rep["functions"]] == [(Status.FAILED, False),
+                                                                       (Status.NOT_TOUCHED, False)]
+    assert r.failed(rep) and not r.changed(_job(rep["functions"][:0], layer=None))
+    with pytest.raises(ValueError, match="rolled-back"):
+        _job([_state("orders", "eu-west-1", status="rolled-back")], layer=LAYER)
+
+
+def test_a_function_left_untouched_fails_the_job_even_without_an_error_line() -> None:
+    rep = _job([_state("orders", "eu-west-1"), _state("payments", "eu-west-1", status=Status.NOT_TOUCHED)],
+               layer=LAYER)
+    assert rep["errors"] == [] and r.failed(rep)
+    assert r.summary_markdown(rep).startswith("## ❌ go-arm-lambda failed in eu-west-1")
+    assert not pipeline.JobResult.of(rep).ok
+    assert pipeline.JobResult.of(DEPLOY).ok
+    assert not pipeline.JobResult.of(DEPLOY, UsageError("x", "y")).ok
+
+
+def test_a_build_only_run_says_what_it_did_and_that_it_did_not_deploy() -> None:
+    rep = _built_only()
+    headline = "go-arm-lambda built, verified, smoke-tested and packaged 2 function(s); not deployed"
+    assert r.summary_markdown(rep).splitlines()[0] == f"## ✅ {headline}"
+    assert r.comment_body(rep, "default").splitlines()[1] == f"### ✅ {headline}"
+    assert "up to date" not in r.summary_markdown(rep) + r.comment_body(rep, "default")
+    assert r.action_outputs(rep, "r.json")["changed"] == "false" and pipeline.JobResult.of(rep).ok
+    assert "built, verified and packaged 2" in r.summary_markdown(_built_only(smoke="skipped")).splitlines()[0]
+    assert "## ✅ go-arm-lambda built and packaged 2" in r.summary_markdown(_built_only(verify="skipped",
+                                                                                        smoke="skipped"))
+
+
+def test_the_pipeline_reports_a_build_without_deploy(tmp_path: Path) -> None:
+    zips = artifacts(tmp_path, ["orders", "payments"])
+    rep = _conforms(pipeline.job_report(Config(), _output(zips), None))
+    assert [(f["name"], f["status"], f["region"], f["changed"]) for f in rep["functions"]] == [
+        ("orders", Status.BUILT, None, False), ("payments", Status.BUILT, None, False)]
+    assert rep["functions"][0]["code_sha256"] == zips["orders"].code_sha256  # what Lambda will report
+    assert rep["layer"] == {"name": "go-arm-lambda-bootstrap", "arns": {}, "published": {}, "changes": {},
+                            "sha256": zips[""].sha256}
+    assert r.summary_markdown(rep).startswith("## ✅ go-arm-lambda built and packaged 2 function(s); not deployed")
+    bootstrap = _conforms(pipeline.job_report(Config(mode="bootstrap"), _output(zips), None))
+    assert bootstrap["layer"] is None

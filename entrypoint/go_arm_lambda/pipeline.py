@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from go_arm_lambda import __version__, build, package, proc, smoke, verify
+from go_arm_lambda import __version__, build, package, proc, report, smoke, verify
 from go_arm_lambda.config import Config
 from go_arm_lambda.errors import InternalError, SmokeError, UsageError, UserError, VerifyError
 
@@ -36,11 +36,11 @@ class FunctionArtifacts:
     smoke: smoke.SmokeResult | None = None
 
     @property
-    def verify_status(self) -> str:
+    def verify_status(self) -> report.VerifyStatus:
         return "skipped" if self.verdict is None else self.verdict.status
 
     @property
-    def smoke_status(self) -> str:
+    def smoke_status(self) -> report.SmokeStatus:
         if self.smoke is None:
             return "skipped"
         return "ok" if self.smoke.ok else "failed"
@@ -156,45 +156,33 @@ def git_commit(source: Path) -> str | None:
     return done.stdout.strip() if done.ok else None
 
 
-def _function_fields(cfg: Config, f: FunctionArtifacts) -> dict[str, Any]:
-    """What the build knows about a function, for the report's function entries."""
+def _function_build(cfg: Config, f: FunctionArtifacts) -> report.FunctionBuild:
     return {"name": f.built.spec.short_name, "package": f.built.spec.package, "handler": f.built.handler,
             "zip_size": f.zip.size, "sha256": f.zip.sha256, "code_sha256": f.zip.code_sha256,
             "architecture": "arm64", "runtime": cfg.runtime, "verify": f.verify_status, "smoke": f.smoke_status}
 
 
-def job_report(cfg: Config, output: BuildOutput | None, deployed: dict[str, Any] | None,
-               errors: Sequence[str] = ()) -> dict[str, Any]:
-    """The job report (ARCHITECTURE.md): the deploy's result with what the build knows merged in.
-
-    Without a deploy (build only, or a failure before it) the functions carry the build's fields alone.
-    """
-    built = {f.built.spec.short_name: _function_fields(cfg, f) for f in output.functions} if output else {}
-    layer = None
-    if cfg.layer_mode:
-        layer = {"name": cfg.layer_name, "arns": {}, "published": {}, "changes": {}}
-        if deployed and deployed.get("layer"):
-            layer |= deployed["layer"]
-        if output and output.layer:
-            layer["sha256"] = output.layer.sha256
-    if deployed:
-        functions = [built.get(f["name"], {}) | f for f in deployed["functions"]]
-    else:
-        functions = [b | {"status": "built", "changed": False, "changes": []} for b in built.values()]
-    return {
-        "tool_version": __version__, "dry_run": cfg.dry_run, "commit": git_commit(cfg.source),
-        "mode": cfg.mode, "runtime": cfg.runtime, "layer": layer, "functions": functions,
-        "plan": deployed["plan"] if deployed else [],
-        "mutating_calls": deployed["mutating_calls"] if deployed else 0,
-        "errors": [*(deployed["errors"] if deployed else []), *errors],
-    }
+def job_report(cfg: Config, output: BuildOutput | None, deployed: report.DeployReport | None,
+               errors: Sequence[str] = ()) -> report.JobReport:
+    """The job report (report.JobReport): this job's stage results, handed to report.assemble as plain values."""
+    header: report.JobHeader = {"tool_version": __version__, "dry_run": cfg.dry_run,
+                                "commit": git_commit(cfg.source), "mode": cfg.mode, "runtime": cfg.runtime}
+    return report.assemble(
+        header, [_function_build(cfg, f) for f in output.functions] if output else [],
+        layer_name=cfg.layer_name if cfg.layer_mode else None,
+        layer_sha256=output.layer.sha256 if output and output.layer else None, deployed=deployed, errors=errors)
 
 
 @dataclass
 class JobResult:
-    report: dict[str, Any]
+    report: report.JobReport
     ok: bool
     error: UserError | None = None  # what stopped the job, if something did
+
+    @classmethod
+    def of(cls, job: report.JobReport, error: UserError | None = None, **more: Any) -> JobResult:
+        """`ok` is report.failed's verdict, so the exit code says what the summary and the comment say."""
+        return cls(job, error is None and not report.failed(job), error, **more)
 
 
 def run_job(cfg: Config, stage: Stage = no_stage, *, deploy: bool) -> JobResult:
@@ -205,15 +193,15 @@ def run_job(cfg: Config, stage: Stage = no_stage, *, deploy: bool) -> JobResult:
             raise UsageError("no region to deploy to", "give --region (or the regions input), e.g. eu-west-1")
         build_and_package(cfg, stage, output)
         if not deploy:
-            return JobResult(job_report(cfg, output, None), True)
+            return JobResult.of(job_report(cfg, output, None))
         return deploy_built(cfg, output, stage)
     except UserError as err:
-        return JobResult(job_report(cfg, output, None, errors=[str(err)]), False, err)
+        return JobResult.of(job_report(cfg, output, None, errors=[str(err)]), err)
     except Exception as exc:  # a bug: still report and comment, and keep the traceback for --debug
         err = InternalError(f"internal error: {type(exc).__name__}: {exc}",
                             "run again with --debug and report the traceback")
         err.__cause__ = exc
-        return JobResult(job_report(cfg, output, None, errors=[str(err)]), False, err)
+        return JobResult.of(job_report(cfg, output, None, errors=[str(err)]), err)
 
 
 def deploy_built(cfg: Config, output: BuildOutput, stage: Stage = no_stage) -> JobResult:
@@ -236,16 +224,16 @@ def deploy_built(cfg: Config, output: BuildOutput, stage: Stage = no_stage) -> J
         with stage("deploy"):
             result = execute.execute(the_plan, {r: aws.LambdaWriter(session, r) for r in cfg.regions},
                                      cfg.concurrency)
-    return JobResult(job_report(cfg, output, result.to_report()), result.ok)
+    return JobResult.of(job_report(cfg, output, result.to_report()))
 
 
-def write_report(path: Path, report: dict[str, Any]) -> None:
+def write_report(path: Path, job: report.JobReport) -> None:
     """Atomically: a reader (the next step, actions/upload-artifact) never sees half a report."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
+            json.dump(job, f, indent=2)
             f.write("\n")
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)

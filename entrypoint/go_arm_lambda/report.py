@@ -1,7 +1,7 @@
-"""Renders the job report (the dict described in ARCHITECTURE.md) for people and for workflows. Pure.
-
-One report, four views: a text table for the terminal, Markdown for the job summary, the pull request
-comment, and the Action's outputs. Nothing here reads files or the environment.
+"""The job report: its types (the schema of the `--report` file and `--json`), the one place it is assembled,
+the rules read from it, and its four views: a text table for the terminal, Markdown for the job summary, the pull
+request comment, and the Action's outputs. Pure: nothing here reads files or the environment or imports a stage;
+the pipeline hands in plain values. TypedDicts, so the report is a plain dict and its JSON is what the types say.
 """
 
 from __future__ import annotations
@@ -9,11 +9,191 @@ from __future__ import annotations
 import json
 import os
 import re
+import typing
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal, TypedDict
 
-Report = Mapping[str, Any]
+
+class Status(StrEnum):
+    """What happened to one function in one region. A StrEnum, so the JSON holds the plain string."""
+
+    BUILT = "built"  # no deploy: built, verified, smoke-tested and packaged only
+    PLANNED = "planned"  # dry run: it has steps that would run
+    UNCHANGED = "unchanged"  # AWS already has it as wanted
+    UPDATED = "updated"
+    FAILED = "failed"  # one of its steps failed; `error` says which and why
+    NOT_TOUCHED = "not-touched"  # its region's layer failed, so none of its steps ran
+
+    @property
+    def failed(self) -> bool:
+        """The function is not as the run wanted it: this fails the job (exit code, headline, `ok`)."""
+        return self in (Status.FAILED, Status.NOT_TOUCHED)
+
+    @property
+    def applies_changes(self) -> bool:
+        """Its changes were made (on a dry run: would be)."""
+        return self in (Status.UPDATED, Status.PLANNED)
+
+
+VerifyStatus = Literal["ok", "warnings", "failed", "skipped"]
+SmokeStatus = Literal["ok", "failed", "skipped"]
+
+
+class FunctionTarget(TypedDict):
+    """What a function is, or is to be: the build's values, replaced by AWS's once it was deployed."""
+
+    name: str
+    code_sha256: str  # base64(sha256(zip)), what Lambda reports as CodeSha256
+    runtime: str | None
+    architecture: str
+
+
+class FunctionBuild(FunctionTarget):
+    """What the build knows about one function."""
+
+    package: str
+    handler: str  # the binary's name inside the zip ("bootstrap" in bootstrap mode)
+    zip_size: int
+    sha256: str  # hex digest of the zip file
+    verify: VerifyStatus
+    smoke: SmokeStatus
+
+
+class FunctionDeploy(FunctionTarget):
+    """Where one function stands in one region after the deploy (on a dry run: would stand).
+
+    Without a deploy every field here that the build does not know is None, apart from `changes` and `status`
+    (see `_not_deployed`), so a new field needs nothing but its line here and its value from the executor.
+    """
+
+    region: str | None
+    arn: str | None
+    version: str | None  # only once it exists
+    alias: str | None  # only once it points at `version`
+    changes: list[str]  # "runtime: go1.x -> provided.al2023", "code", ...
+    status: Status
+    error: str | None
+
+
+class FunctionReport(FunctionBuild, FunctionDeploy):
+    """One function in one region (or, without a deploy, once), as the report holds it."""
+
+    changed: bool  # `function_changed`, never set by hand
+
+
+class PlanLine(TypedDict):
+    action: str  # "update-code", "publish-layer", ...
+    target: str
+    region: str
+    detail: str
+
+
+class LayerDeploy(TypedDict):
+    name: str
+    arns: dict[str, str]  # only regions where the version exists (not one a dry run would publish)
+    published: dict[str, bool]  # on a dry run: would publish
+    changes: dict[str, list[str]]  # its sharing, per region: "permission added: 111122223333", ...
+
+
+class LayerReport(LayerDeploy):
+    sha256: str | None  # hex digest of layer.zip; None when the job stopped before packaging it
+
+
+class DeployTotals(TypedDict):
+    plan: list[PlanLine]
+    mutating_calls: int
+    errors: list[str]  # one line per failure, functions' included
+
+
+class DeployReport(DeployTotals):
+    """The deploy's part of the job report, as the executor hands it over."""
+
+    dry_run: bool
+    layer: LayerDeploy | None  # None in bootstrap mode
+    functions: list[FunctionDeploy]
+
+
+class JobHeader(TypedDict):
+    tool_version: str
+    dry_run: bool
+    commit: str | None
+    mode: Literal["layer", "bootstrap"]
+    runtime: str
+
+
+class JobReport(JobHeader, DeployTotals):
+    """The job report: the `--report` file, `--json`, and what every view below renders."""
+
+    layer: LayerReport | None  # None in bootstrap mode
+    functions: list[FunctionReport]
+
+
+def assemble(header: JobHeader, built: Sequence[FunctionBuild], layer_name: str | None,
+             layer_sha256: str | None, deployed: DeployReport | None, errors: Sequence[str] = ()) -> JobReport:
+    """The job report, the one place it is put together: the deploy's result with what the build knows merged in.
+
+    `layer_name` is None in bootstrap mode. Without a deploy (build only, or a failure before it) each built
+    function appears once, not deployed.
+    """
+    builds = {b["name"]: b for b in built}
+    layer: LayerReport | None = None
+    if layer_name is not None:
+        deployed_layer = deployed["layer"] if deployed else None
+        layer = {"name": layer_name, "arns": {}, "published": {}, "changes": {}, **(deployed_layer or {}),
+                 "sha256": layer_sha256}
+    states = deployed["functions"] if deployed else [_not_deployed(b) for b in built]
+    functions: list[FunctionReport] = []
+    for state in states:
+        # A deployed function's state replaces the build's target values: what AWS has is what the report says.
+        merged: Any = {**builds.get(state["name"], {}), **state, "status": Status(state["status"])}
+        merged["changed"] = function_changed(merged)
+        functions.append(merged)
+    return {**header, "layer": layer, "functions": functions,
+            "plan": list(deployed["plan"]) if deployed else [],
+            "mutating_calls": deployed["mutating_calls"] if deployed else 0,
+            "errors": [*(deployed["errors"] if deployed else []), *errors]}
+
+
+def _not_deployed(built: FunctionBuild) -> FunctionDeploy:
+    # Every deploy field None unless the build knows it: a field added to FunctionDeploy needs no line here.
+    target = {key: value for key, value in built.items() if key in FunctionTarget.__annotations__}
+    state = dict.fromkeys(FunctionDeploy.__annotations__) | target | {"changes": [], "status": Status.BUILT}
+    return typing.cast(FunctionDeploy, state)
+
+
+# --- the rules: each decided here once, for the exit code and every view ------------------------------------
+
+Report = Mapping[str, Any]  # what the rules and views read: a JobReport, or the part of one a test holds
+
+
+def function_failed(function: Mapping[str, Any]) -> bool:
+    return Status(function["status"]).failed
+
+
+def function_changed(function: Mapping[str, Any]) -> bool:
+    """Whether this run changed the function (on a dry run: would): it had changes, and they were applied."""
+    return bool(function.get("changes")) and Status(function["status"]).applies_changes
+
+
+def failed(report: Report) -> bool:
+    """Whether the job failed: an error anywhere, or a function left other than wanted."""
+    return bool(report.get("errors")) or any(function_failed(f) for f in report.get("functions", []))
+
+
+def changed(report: Report) -> bool:
+    """Whether anything changed (on a dry run: would change): a function, a new layer version, or its sharing."""
+    layer = report.get("layer") or {}
+    return (any(function_changed(f) for f in report.get("functions", []))
+            or any((layer.get("published") or {}).values()) or any((layer.get("changes") or {}).values()))
+
+
+def built_only(report: Report) -> bool:
+    """Whether the job stopped short of AWS by design: without regions it builds, checks and packages only."""
+    functions = report.get("functions", [])
+    return bool(functions) and all(Status(f["status"]) is Status.BUILT for f in functions)
+
 
 # GitHub rejects a comment body longer than 65,536 characters; stay clearly below it.
 COMMENT_LIMIT = 65_000
@@ -97,10 +277,6 @@ def _result(value: str | None) -> str:
     return _ICONS.get(value or "", value or "—")
 
 
-def _failed(report: Report) -> bool:
-    return bool(report.get("errors")) or any(f.get("status") == "failed" for f in report.get("functions", []))
-
-
 def _layer_arns(report: Report) -> dict[str, str]:
     """Only the layer versions that exist: not one a dry run would publish, nor one whose publishing failed."""
     layer = report.get("layer") or {}
@@ -118,13 +294,25 @@ def _headline(report: Report) -> str:
     functions = report.get("functions", [])
     regions = [r for r in _by_region(report) if r != "not deployed"]
     where = f" in {', '.join(regions)}" if regions else ""
-    if _failed(report):
+    if failed(report):
         return f"❌ go-arm-lambda failed{where}"
+    if built_only(report):
+        return f"✅ go-arm-lambda {_what_was_done(functions)} {len(functions)} function(s); not deployed"
     if report.get("dry_run"):
         return f"🧪 go-arm-lambda dry run{where}: nothing was changed"
     if changed(report):
         return f"✅ go-arm-lambda deployed {len(functions)} function(s){where}"
     return f"✅ go-arm-lambda: {len(functions)} function(s) already up to date{where}"
+
+
+def _what_was_done(functions: Sequence[Mapping[str, Any]]) -> str:
+    """"built, verified, smoke-tested and packaged": the stages every function went through."""
+    done = ["built"]
+    if functions and all(f.get("verify", "skipped") != "skipped" for f in functions):
+        done.append("verified")
+    if functions and all(f.get("smoke", "skipped") != "skipped" for f in functions):
+        done.append("smoke-tested")
+    return ", ".join(done) + " and packaged"
 
 
 def _context_line(report: Report, commit: str | None = None, run_url: str | None = None) -> str:
@@ -199,13 +387,6 @@ def _changes_lines(report: Report) -> list[str]:
 
 
 # --- the four views -----------------------------------------------------------------------------------------
-
-def changed(report: Report) -> bool:
-    """Whether anything changed (on a dry run: would change): a function, a new layer version, or its sharing."""
-    layer = report.get("layer") or {}
-    return (any(f.get("changed") for f in report.get("functions", []))
-            or any((layer.get("published") or {}).values()) or any((layer.get("changes") or {}).values()))
-
 
 def text_table(report: Report) -> str:
     """Human output of the CLI: one line per function and region, then the layer, plan and errors."""
