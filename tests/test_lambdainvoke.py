@@ -13,8 +13,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from awsfakes import REGION, FakeAws, make_zip
+from awsfakes import REGION, FakeAws, deploy, desired, make_zip
 from go_arm_lambda import package
+from lambdainvoke import runnable_artifacts
 
 LAYER = "go-arm-lambda-bootstrap"
 
@@ -130,7 +131,8 @@ def test_an_alias_runs_its_versions_by_their_routing_weights(aws: FakeAws, zips:
     assert invoke(lam, "shop", "live")["ExecutedVersion"] == "2"
 
 
-def test_what_never_runs_answers_as_lambda(aws: FakeAws, zips: dict[str, bytes]) -> None:
+def test_what_never_runs_answers_as_lambda(aws: FakeAws, zips: dict[str, bytes], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     create(aws, zips, "shop", "answer")
     aws.create_function("legacy")  # go1.x on x86_64, as before a migration
     lam = client(aws, retries={"total_max_attempts": 1})
@@ -145,6 +147,13 @@ def test_what_never_runs_answers_as_lambda(aws: FakeAws, zips: dict[str, bytes])
     with pytest.raises(lam.exceptions.InvalidRequestContentException):
         lam.invoke(FunctionName="shop", Payload=b"{not json")
     assert lam.invoke(FunctionName="shop", InvocationType="DryRun")["StatusCode"] == 204
+    aws.create_function("junk", runtime="provided.al2023", architecture="arm64", handler="fn", code=b"not a zip")
+    with pytest.raises(lam.exceptions.InvalidZipFileException, match="is not a zip file"):
+        lam.invoke(FunctionName="junk")
+    with monkeypatch.context() as env:  # a missing tool fails the test with its name, not a dropped connection
+        env.setenv("PATH", str(tmp_path))
+        with pytest.raises(ClientError, match="qemu-aarch64-static is not installed"):
+            lam.invoke(FunctionName="shop")
     assert aws.invoker.invocations == []
 
 
@@ -163,3 +172,13 @@ def test_cloudwatch_alarm_states_read_through_the_proxy(aws: FakeAws) -> None:
     cloudwatch.set_alarm_state(AlarmName="shop-errors", StateValue="ALARM", StateReason="through the proxy")
     assert state() == "ALARM"
     assert [r.operation for r in aws.proxy.mutating()] == ["SetAlarmState"]
+
+
+def test_a_function_go_arm_lambda_deployed_answers(aws: FakeAws, fixture_bins: Path, tmp_path: Path) -> None:
+    aws.create_function("shop")  # go1.x on x86_64, as before the migration
+    deploy(aws.url, desired(runnable_artifacts(tmp_path, fixture_bins, {"shop": "answer"})))
+    lam = client(aws)
+    out = invoke(lam, "shop", event={"order": 7})
+    assert "FunctionError" not in out and out["Payload"]["event"] == {"order": 7}
+    assert lam.invoke(FunctionName="shop", InvocationType="Event")["StatusCode"] == 202
+    assert [i.function_error for i in aws.invoker.invocations] == [None, None]
