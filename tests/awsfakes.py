@@ -34,9 +34,10 @@ import boto3
 import pytest
 
 from go_arm_lambda.aws import LambdaView, LambdaWriter, Timing, make_session
-from go_arm_lambda.config import FunctionSpec
+from go_arm_lambda.config import Config, FunctionSpec
 from go_arm_lambda.execute import DeployResult, execute
-from go_arm_lambda.plan import DesiredState, Plan, desired_state, make_plan
+from go_arm_lambda.plan import desired_state, make_plan
+from go_arm_lambda.steps import DeployConfig, DesiredState, Plan
 
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "eu-west-1"
@@ -453,13 +454,13 @@ def artifacts(tmp: Path, names: list[str], *, version: str = "v1") -> dict[str, 
 
 
 def desired(zips: dict[str, FakeArtifact], *, regions: tuple[str, ...] = (REGION,), mode: str = "layer",
-            **options: Any) -> DesiredState:
+            commit: str | None = None, **options: Any) -> DesiredState:
+    """What `go-arm-lambda deploy` wants after packaging; `options` are Config fields (publish=True, ...)."""
     names = [n for n in zips if n]
     handler = (lambda n: n) if mode == "layer" else (lambda n: "bootstrap")
-    return desired_state(
-        regions=regions, functions=[(FunctionSpec(n, f"./cmd/{n}"), handler(n), zips[n]) for n in names],
-        layer_zip=zips[""], runtime="provided.al2023", mode=mode,
-        layer_name=options.pop("layer_name", "go-arm-lambda-bootstrap"), tool_version="0.1.0", **options)
+    cfg = Config(regions=regions, mode=mode, **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+    return desired_state(DeployConfig.of(cfg), [(FunctionSpec(n, f"./cmd/{n}"), handler(n), zips[n]) for n in names],
+                         zips[""], tool_version="0.1.0", commit=commit)
 
 
 def plan_for(url: str, want: DesiredState, *, concurrency: int = 8, timing: Timing = FAST) -> Plan:

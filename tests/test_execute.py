@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import traceback
 from collections import Counter
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import unquote
 
+import pytest
+
 from awsfakes import REGION, FakeArtifact, FakeAws, artifacts, deploy, desired, plan_for
+from go_arm_lambda import pipeline
 from go_arm_lambda.aws import LambdaWriter, make_session
-from go_arm_lambda.execute import execute, preview
-from go_arm_lambda.plan import layer_label
+from go_arm_lambda.config import Config
+from go_arm_lambda.errors import AwsError, InternalError
+from go_arm_lambda.execute import HANDLERS, execute, preview
+from go_arm_lambda.steps import Step, layer_label
+
+HANDLERS_BY_NAME = {kind.__name__: handler for kind, handler in HANDLERS.items()}
 
 LAYER = "go-arm-lambda-bootstrap"
 CONFIG = r"/functions/[^/]+/configuration$"
@@ -273,6 +283,50 @@ def test_dry_run_writes_nothing_and_shows_the_plan_the_executor_runs(aws: FakeAw
     assert kinds == ["publish-layer", "update-code", "update-config", "publish-version", "create-alias"]
     assert [(r.method, r.path.split("/")[-1]) for r in aws.proxy.mutating()] == [
         ("POST", "versions"), ("PUT", "code"), ("PUT", "configuration"), ("POST", "versions"), ("POST", "aliases")]
+
+
+def test_dry_run_and_deploy_visit_the_same_steps_in_the_same_order(aws: FakeAws, tmp_path: Path) -> None:
+    for region in (REGION, "us-east-1"):
+        aws.create_bucket(f"deploy-{region}", region)
+        for name in ("orders", "users"):
+            aws.create_function(name, region=region)
+    want = desired(artifacts(tmp_path, ["orders", "users"]), regions=(REGION, "us-east-1"), publish=True,
+                   alias="live", layer_permissions=["111122223333"], s3_bucket="deploy-{region}")
+    plan = plan_for(aws.url, want)
+
+    dry = preview(plan)
+    real = deploy(aws.url, want)
+
+    assert aws.proxy.mutating(), "the deploy wrote"
+    # Both walked every step through the one dispatch, region by region, layer first: steps of every kind but
+    # the two a first deploy cannot have (reusing a layer version, revoking a grant on one).
+    assert {type(s).__name__ for s in dry.steps_done} == set(HANDLERS_BY_NAME) - {"ReuseLayer", "RemoveLayerPermission"}
+    assert dry.steps_done == real.steps_done == plan.steps()
+    assert dry.plan == real.plan == plan.describe()
+    assert [(f.name, f.region, f.status) for f in dry.functions] == [
+        (f.name, f.region, "planned") for f in real.functions]
+    # What the dry run says each function ends as is what the deploy left.
+    assert [(f.code_sha256, f.runtime, f.architecture, f.alias) for f in dry.functions] == [
+        (f.code_sha256, f.runtime, f.architecture, f.alias) for f in real.functions]
+
+
+def test_a_step_without_a_handler_fails_before_any_write(aws: FakeAws, tmp_path: Path) -> None:
+    @dataclasses.dataclass(frozen=True)
+    class ShiftTraffic(Step):
+        action: ClassVar[str] = "shift-traffic"
+
+    aws.create_function("orders")
+    plan = plan_for(aws.url, desired(artifacts(tmp_path, ["orders"])))
+    region = plan.regions[0]
+    function = dataclasses.replace(region.functions[0],
+                                   steps=(*region.functions[0].steps, ShiftTraffic(REGION, "orders")))
+    odd = dataclasses.replace(plan, regions=(dataclasses.replace(region, functions=(function,)),))
+
+    for run in (preview, lambda p: execute(p, {REGION: LambdaWriter(make_session(aws.url), REGION)})):
+        with pytest.raises(InternalError, match="no handler for step type ShiftTraffic") as info:
+            run(odd)
+        assert "go-arm-lambda bug" in info.value.fix
+    assert aws.proxy.mutating() == []
 
 
 def test_layer_permissions_added_once(aws: FakeAws, tmp_path: Path) -> None:
@@ -572,6 +626,12 @@ def test_failed_update_stops_that_function_only(aws: FakeAws, tmp_path: Path) ->
     assert aws.proxy.matching("PUT", r"/functions/users/configuration$") == []
     assert aws.function("admin")["Runtime"] == "provided.al2023"
     assert result.all_errors() == [f"users ({REGION}): {report['users']['error']}"]
+    # Its failed step and the one after it did not go through; the exception stays for --debug.
+    assert [(s.action, s.target) for s in result.steps_done] == [("publish-layer", LAYER)] + [
+        (action, name) for name in ("orders", "admin") for action in ("update-code", "update-config")]
+    [failure] = result.exceptions
+    assert str(failure) == report["users"]["error"]
+    assert failure.__notes__ == [f"in step update-code of users in {REGION}"]
     # The report states users as it is: its code update failed, so it is still go1.x on x86_64.
     assert (report["users"]["runtime"], report["users"]["architecture"]) == ("go1.x", "x86_64")
 
@@ -625,6 +685,12 @@ def test_an_unexpected_error_fails_only_that_function(aws: FakeAws, tmp_path: Pa
     assert report["users"]["error"].startswith("unexpected TypeError: ")
     assert "run the deploy again, and report it if it persists" in report["users"]["error"]
     assert report["orders"]["status"] == "updated"
+    # The exception itself, with its traceback through the step's handler down to where it was raised, for --debug.
+    [failure] = result.exceptions
+    assert isinstance(failure, TypeError)
+    frames = [(Path(f.filename).name, f.name) for f in traceback.extract_tb(failure.__traceback__)]
+    assert ("execute.py", "_update_code") in frames and ("aws.py", "wait_updated") in frames
+    assert frames[-1][0] == "parsers.py"  # botocore met the odd answer
 
 
 def test_an_unexpected_layer_error_leaves_the_region_not_touched(aws: FakeAws, tmp_path: Path) -> None:
@@ -639,6 +705,7 @@ def test_an_unexpected_layer_error_leaves_the_region_not_touched(aws: FakeAws, t
     assert result.errors[0].startswith(f"layer {LAYER} ({REGION}): unexpected ValueError: ")
     assert result.functions[0].status == "not-touched"
     assert result.to_report()["layer"]["published"] == {REGION: False}
+    assert [type(e) for e in result.exceptions] == [ValueError] and result.steps_done == []
 
 
 def test_changes_name_the_layer_version_that_was_published(aws: FakeAws, tmp_path: Path) -> None:
@@ -646,3 +713,18 @@ def test_changes_name_the_layer_version_that_was_published(aws: FakeAws, tmp_pat
     result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"])))
     layers = [c for c in result.functions[0].changes if c.startswith("layers:")]
     assert layers == ["layers: [] -> [go-arm-lambda-bootstrap:1]"]
+
+
+def test_the_job_result_keeps_the_exception_of_a_failed_step(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders")
+    aws.proxy.respond("POST", r"/layers/", status=400, code="InvalidParameterValueException",
+                      message="Layer description too long")
+    cfg = Config(source=tmp_path, regions=(REGION,), endpoint_url=aws.url)
+
+    job = pipeline.deploy_built(cfg, pipeline.BuildOutput(layer=artifacts(tmp_path, [])[""]))  # type: ignore[arg-type]
+
+    assert not job.ok and job.error is None  # the job went on to its report; the step failed
+    [failure] = job.step_errors
+    assert isinstance(failure, AwsError) and "Layer description too long" in str(failure)
+    assert failure.__notes__ == [f"in step publish-layer of {LAYER} in {REGION}"]
+    assert job.report["errors"] == [f"layer {LAYER} ({REGION}): {failure}"]

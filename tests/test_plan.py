@@ -10,10 +10,10 @@ import pytest
 
 from awsfakes import REGION, FakeAws, artifacts, desired, plan_for
 from go_arm_lambda import limits
-from go_arm_lambda.aws import LayerState
 from go_arm_lambda.config import FunctionSpec
 from go_arm_lambda.errors import PackageError, UsageError
-from go_arm_lambda.plan import PendingLayer, is_our_layer, merge_layers
+from go_arm_lambda.plan import is_our_layer, merge_layers
+from go_arm_lambda.steps import LayerState, PendingLayer
 
 LAYER = "go-arm-lambda-bootstrap"
 OURS_V1 = f"arn:aws:lambda:{REGION}:123456789012:layer:{LAYER}:1"
@@ -149,13 +149,6 @@ def test_bucket_must_exist_in_each_target_region(aws: FakeAws, tmp_path: Path) -
     assert asked == [(f"/deploy-{REGION}", REGION), ("/deploy-us-east-1", "us-east-1")]
 
 
-def test_repeated_region_is_refused(aws: FakeAws, tmp_path: Path) -> None:
-    aws.create_function("orders")
-    refused(aws, desired(artifacts(tmp_path, ["orders"]), regions=(REGION, "us-east-1", REGION)),
-            "^region eu-west-1 is given more than once. give each region once$")
-    assert aws.proxy.requests == []
-
-
 def test_regions_are_read_side_by_side(aws: FakeAws, tmp_path: Path) -> None:
     regions = (REGION, "us-east-1", "ap-southeast-2")
     for region in regions:
@@ -180,18 +173,6 @@ def test_unzipped_limit(aws: FakeAws, tmp_path: Path) -> None:
     with pytest.raises(PackageError, match="unzipped with the bootstrap layer, over Lambda's limit"):
         plan_for(aws.url, desired(zips))
     assert aws.proxy.mutating() == []
-
-
-@pytest.mark.parametrize(("options", "match"), [
-    ({"alias": "123"}, "alias '123' is not valid"),
-    ({"alias": "live"}, "needs a published version to point at"),
-    ({"layer_permissions": ["12345"]}, "layer permission '12345' is not valid"),
-    ({"s3_bucket": "Bad_Bucket"}, "S3 bucket name 'Bad_Bucket' is not valid"),
-    ({"layer_name": "bad name"}, "layer name 'bad name' is not valid"),
-])
-def test_inputs_are_checked_against_aws_rules(aws: FakeAws, tmp_path: Path, options: dict, match: str) -> None:
-    refused(aws, desired(artifacts(tmp_path, ["orders"]), **options), match)
-    assert aws.proxy.requests == [], "checked before even reading AWS"
 
 
 def test_plan_describes_each_step(aws: FakeAws, tmp_path: Path) -> None:

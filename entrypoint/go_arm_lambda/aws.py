@@ -1,5 +1,8 @@
 """The only module that talks to AWS (boto3): `LambdaView` reads, `LambdaWriter` changes.
 
+What they read comes back as the state types of steps.py (`FunctionState`, `LayerState`, ...), the contract the
+planner and the executor share, so neither of them sees a boto3 answer.
+
 Every AWS failure leaves here as an `AwsError` with one line saying what failed and what to do, never as a
 botocore traceback. Retries live here too, in one place: botocore's own retries are switched off so a call is
 never retried twice over (botocore's attempts times ours), and so ResourceConflictException on a function that
@@ -29,6 +32,7 @@ import botocore.exceptions
 import botocore.parsers
 
 from go_arm_lambda.errors import AwsError
+from go_arm_lambda.steps import AliasState, CodeSource, FunctionState, LayerState, S3Object
 
 T = TypeVar("T")
 
@@ -82,51 +86,6 @@ class Timing:
         # Equal jitter: the random half keeps concurrent workers hitting the same throttle out of lockstep,
         # the fixed half makes each of our few attempts really wait for the function to finish updating.
         return random.uniform(0.5, 1.0) * min(self.max_delay, self.base_delay * 2 ** attempt)
-
-
-@dataclass(frozen=True)
-class FunctionState:
-    name: str
-    arn: str
-    package_type: str
-    runtime: str | None
-    architectures: tuple[str, ...]
-    handler: str | None
-    layers: tuple[str, ...]
-    code_sha256: str
-    last_update_status: str | None
-    last_update_reason: str | None = None
-    version: str = "$LATEST"
-
-
-@dataclass(frozen=True)
-class LayerState:
-    arn: str  # the version ARN
-    version: int
-    code_sha256: str
-    compatible_runtimes: tuple[str, ...]
-    compatible_architectures: tuple[str, ...]
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class AliasState:
-    name: str
-    arn: str
-    function_version: str
-
-
-@dataclass(frozen=True)
-class S3Object:
-    bucket: str
-    key: str
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-
-# Code for a function or layer: a local zip sent in the request, or an object already uploaded to S3.
-CodeSource = Path | S3Object
 
 
 class Aws:

@@ -1,23 +1,27 @@
-"""Runs a plan's steps: regions side by side, each region's layer first, then its functions in a bounded pool.
+"""Runs a plan's steps through one dispatch, `HANDLERS`: exactly one handler per step type (steps.py).
 
-One function's failure does not stop the others, whatever it is (an AWS refusal or an answer nobody expected);
-the result says per function what happened, so the report and the exit code can tell which functions were
-updated, which failed and which were never touched.
+Regions run side by side, each region's layer steps first, then its functions in a bounded pool. One function's
+failure does not stop the others, whatever it is (an AWS refusal or an answer nobody expected); the result says
+per function what happened, so the report and the exit code can tell which functions were updated, which failed
+and which were never touched, and it keeps each failure's exception for --debug.
+
+`--dry-run` is the same walk with no writer: each handler then records what its step would do without calling
+AWS, so the plan a dry run shows is, by construction, the plan a deploy runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from go_arm_lambda.aws import FunctionState, LambdaWriter
-from go_arm_lambda.errors import UserError
-from go_arm_lambda.plan import (
+from go_arm_lambda.aws import LambdaWriter
+from go_arm_lambda.errors import InternalError, UserError
+from go_arm_lambda.steps import (
     AddLayerPermission,
     FunctionPlan,
-    LayerGrantStep,
+    FunctionState,
     LayerRef,
     PendingLayer,
     Plan,
@@ -48,6 +52,7 @@ class FunctionResult:
     version: str | None = None
     alias: str | None = None
     error: str | None = None
+    exception: BaseException | None = field(default=None, repr=False, compare=False)  # what `error` says
 
     @property
     def changed(self) -> bool:
@@ -73,10 +78,18 @@ class DeployResult:
     plan: list[dict[str, str]] = field(default_factory=list)
     mutating_calls: int = 0
     errors: list[str] = field(default_factory=list)  # a region's layer failures; functions carry their own
+    # The steps that went through (on a dry run: every step previewed), in plan order within each region.
+    steps_done: list[Step] = field(default_factory=list)
+    layer_exceptions: list[BaseException] = field(default_factory=list, repr=False)  # behind `errors`
 
     @property
     def ok(self) -> bool:
         return not self.errors and all(f.status not in ("failed", "not-touched") for f in self.functions)
+
+    @property
+    def exceptions(self) -> list[BaseException]:
+        """Every failure's exception with its traceback, layers first: what --debug prints."""
+        return [*self.layer_exceptions, *(f.exception for f in self.functions if f.exception is not None)]
 
     def all_errors(self) -> list[str]:
         return [*self.errors, *(f"{f.name} ({f.region}): {f.error}" for f in self.functions if f.error)]
@@ -92,52 +105,86 @@ class DeployResult:
                 "plan": list(self.plan), "mutating_calls": self.mutating_calls, "errors": self.all_errors()}
 
 
-def preview(plan: Plan) -> DeployResult:
-    """The result of `--dry-run`: what the executor would do, with no call made."""
-    result = DeployResult(True, plan.layer_name, plan=plan.describe())
-    for region in plan.regions:
-        _record_layer(result, region, _reused_arn(region),
-                      published=any(isinstance(s, PublishLayer) for s in region.layer_steps),
-                      changes=[s.change for s in region.layer_steps if isinstance(s, LayerGrantStep)])
-        for fp in region.functions:
-            result.functions.append(_function_result(fp, "planned" if fp.steps else "unchanged", plan.alias))
-    return result
+# --- the walk ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Layer:
+    """One region's layer version as its steps leave it; its functions read `arn` once they run."""
+
+    arn: str | None = None  # set once the version exists (reused, or published by this run)
+    version: int | None = None
+    published: bool = False  # on a dry run: would publish
+    changes: list[str] = field(default_factory=list)  # grant changes that went through
+
+
+@dataclass
+class _Run:
+    """What the handlers work on: a region's layer steps (`function` None) or one function's steps."""
+
+    writer: LambdaWriter | None  # None on a dry run: handlers record what their step would do, and call nothing
+    layer: _Layer
+    function: FunctionResult | None = None
+    done: list[Step] = field(default_factory=list)
+
+    @property
+    def result(self) -> FunctionResult:
+        assert self.function is not None, "the plan puts function steps only in a function's list"
+        return self.function
 
 
 def execute(plan: Plan, writers: Mapping[str, LambdaWriter], concurrency: int = 8) -> DeployResult:
-    before = sum(w.mutating_calls for w in writers.values())
-    result = DeployResult(False, plan.layer_name, plan=plan.describe())
+    """Runs the plan: one writer per region, at most `concurrency` functions at a time over all regions."""
+    return _walk(plan, writers, concurrency)
+
+
+def preview(plan: Plan) -> DeployResult:
+    """The result of `--dry-run`: every step through its handler, with no writer, so no call is made."""
+    return _walk(plan, None, 8)
+
+
+def _walk(plan: Plan, writers: Mapping[str, LambdaWriter] | None, concurrency: int) -> DeployResult:
+    unknown = sorted({type(s).__name__ for s in plan.steps() if type(s) not in HANDLERS})
+    if unknown:  # before any write: a deploy must not stop half-way at a step nobody can run
+        raise InternalError(f"the executor has no handler for step type {', '.join(unknown)}",
+                            "this is a go-arm-lambda bug; report it with the plan (--dry-run --json)")
+    result = DeployResult(writers is None, plan.layer_name)
+    before = sum(w.mutating_calls for w in writers.values()) if writers else 0
     # One pool for every function of every region, so --concurrency bounds the whole deploy; region threads
     # only run the (few) layer steps and then wait for their functions.
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as functions_pool, \
             ThreadPoolExecutor(max_workers=max(1, len(plan.regions))) as regions_pool:
         per_region = list(regions_pool.map(
-            lambda r: _run_region(r, writers[r.region], functions_pool, plan.alias), plan.regions))
-    for region, (layer_arn, changes, error, functions) in zip(plan.regions, per_region, strict=True):
-        published = layer_arn is not None and any(isinstance(s, PublishLayer) for s in region.layer_steps)
-        _record_layer(result, region, layer_arn, published=published, changes=changes)
-        if error:
-            result.errors.append(f"layer {plan.layer_name} ({region.region}): {error}")
-        result.functions.extend(functions)
-    result.mutating_calls = sum(w.mutating_calls for w in writers.values()) - before
+            lambda r: _run_region(r, writers[r.region] if writers else None, functions_pool, plan.alias),
+            plan.regions))
+    for region, (layer_run, failure, functions) in zip(plan.regions, per_region, strict=True):
+        if result.layer_name is not None:
+            layer = layer_run.layer
+            if layer.arn is not None:
+                result.layer_arns[region.region] = layer.arn
+            result.layer_published[region.region] = layer.published
+            result.layer_changes[region.region] = list(layer.changes)
+        if failure is not None:
+            result.errors.append(f"layer {plan.layer_name} ({region.region}): {_failure(failure)}")
+            result.layer_exceptions.append(failure)
+        result.functions.extend(f.result for f in functions)
+        result.steps_done += [*layer_run.done, *(s for f in functions for s in f.done)]
+    # A dry run shows the steps its walk visited; a deploy's report shows the whole plan, also what never ran.
+    result.plan = [s.describe() for s in result.steps_done] if writers is None else plan.describe()
+    result.mutating_calls = sum(w.mutating_calls for w in writers.values()) - before if writers else 0
     return result
 
 
-def _reused_arn(region: RegionPlan) -> str | None:
-    return next((s.arn for s in region.layer_steps if isinstance(s, ReuseLayer)), None)
+def _dispatch(step: Step, run: _Run) -> None:
+    try:
+        HANDLERS[type(step)](step, run)
+    except Exception as exc:
+        exc.add_note(f"in step {step.action} of {step.target} in {step.region}")  # for the --debug traceback
+        raise
+    run.done.append(step)
 
 
-def _record_layer(result: DeployResult, region: RegionPlan, arn: str | None, *, published: bool,
-                  changes: list[str]) -> None:
-    if result.layer_name is None:
-        return
-    if arn is not None:
-        result.layer_arns[region.region] = arn
-    result.layer_published[region.region] = published
-    result.layer_changes[region.region] = changes
-
-
-def _failure(exc: Exception) -> str:
+def _failure(exc: BaseException) -> str:
     """One line for any failure. A UserError says what to do; anything else is a bug or an answer from AWS
     that nobody expected, and must still only fail its own function or region."""
     if isinstance(exc, UserError):
@@ -146,102 +193,126 @@ def _failure(exc: Exception) -> str:
             "understand: run the deploy again, and report it if it persists")
 
 
-def _run_region(region: RegionPlan, writer: LambdaWriter, pool: ThreadPoolExecutor, alias: str | None,
-                ) -> tuple[str | None, list[str], str | None, list[FunctionResult]]:
-    """(the layer version's ARN, its changes that went through, the layer's failure, the functions)."""
-    changes: list[str] = []
+def _run_region(region: RegionPlan, writer: LambdaWriter | None, pool: ThreadPoolExecutor, alias: str | None,
+                ) -> tuple[_Run, Exception | None, list[_Run]]:
+    """(the layer's run, the exception that stopped it, the functions' runs)."""
+    layer_run = _Run(writer, _Layer())
     try:
-        layer_arn = _run_layer_steps(region.layer_steps, writer, changes)
+        for step in region.layer_steps:
+            _dispatch(step, layer_run)
     except Exception as exc:  # any failure, see _failure
-        failure = _failure(exc)
-        error = f"not deployed: the layer failed ({failure})"
-        untouched = [_function_result(fp, "not-touched", alias, error) for fp in region.functions]
-        return None, changes, failure, untouched
-    functions = list(pool.map(lambda fp: _run_function(fp, writer, layer_arn, alias), region.functions))
-    return layer_arn, changes, None, functions
+        error = f"not deployed: the layer failed ({_failure(exc)})"
+        untouched = [_Run(writer, layer_run.layer, _as_it_is(fp, alias, "not-touched", error))
+                     for fp in region.functions]
+        return layer_run, exc, untouched
+    return layer_run, None, list(pool.map(lambda fp: _run_function(fp, writer, layer_run.layer, alias),
+                                          region.functions))
 
 
-def _run_layer_steps(steps: tuple[Step, ...], writer: LambdaWriter, changes: list[str]) -> str | None:
-    """Runs them in order; `changes` gets each grant change once it went through, even if a later step fails."""
-    arn: str | None = None
-    version: int | None = None
-    for step in steps:
-        if isinstance(step, UploadS3):
-            writer.put_object(step.object, step.zip_path)
-        elif isinstance(step, PublishLayer):
-            published = writer.publish_layer_version(step.target, step.source, description=step.description,
-                                                     runtimes=step.runtimes)
-            arn, version = published.arn, published.version
-        elif isinstance(step, ReuseLayer):
-            arn, version = step.arn, int(step.arn.rsplit(":", 1)[1])
-        elif isinstance(step, AddLayerPermission):
-            assert version is not None, "the plan puts permissions after the layer step"
-            writer.add_layer_version_permission(step.target, version, statement_id=step.statement_id,
-                                                principal=step.principal,
-                                                organization_id=step.organization_id)
-            changes.append(step.change)
-        elif isinstance(step, RemoveLayerPermission):
-            assert version is not None, "the plan removes permissions only from a reused layer version"
-            writer.remove_layer_version_permission(step.target, version, statement_id=step.statement_id)
-            changes.append(step.change)
-        else:
-            raise TypeError(f"not a layer step: {step!r}")
-    return arn
-
-
-def _resolve(layers: tuple[LayerRef, ...], layer_arn: str | None) -> list[str]:
-    resolved = []
-    for ref in layers:
-        if isinstance(ref, PendingLayer):
-            assert layer_arn is not None, "a pending layer is published before the functions run"
-            resolved.append(layer_arn)
-        else:
-            resolved.append(ref)
-    return resolved
-
-
-def _run_function(fp: FunctionPlan, writer: LambdaWriter, layer_arn: str | None,
-                  alias: str | None) -> FunctionResult:
+def _run_function(fp: FunctionPlan, writer: LambdaWriter | None, layer: _Layer, alias: str | None) -> _Run:
+    run = _Run(writer, layer, _as_it_is(fp, alias, "unchanged"))
     if not fp.steps:
-        return _function_result(fp, "unchanged", alias)
-    result = _function_result(fp, "updated", alias)
-    # What the report says is what AWS has: a version or alias only once it exists, and the code, runtime and
-    # architecture of the steps that went through, so a failure half-way never claims the rest.
-    result.version, result.alias = fp.version, None
-    code_sha256, runtime, architecture = fp.current.code_sha256, fp.current.runtime, _arch(fp.current)
+        return run
+    result = run.result
+    result.status = "updated" if writer else "planned"
     try:
-        if fp.current.last_update_status == "InProgress":
+        if writer and fp.current.last_update_status == "InProgress":
             # Someone else's update is still running: a write now would only meet ResourceConflictException.
             writer.wait_updated(fp.desired.spec.name)
         for step in fp.steps:
-            if isinstance(step, UploadS3):
-                writer.put_object(step.object, step.zip_path)
-            elif isinstance(step, UpdateCode):
-                writer.update_function_code(step.target, step.source)
-                code_sha256 = writer.wait_updated(step.target).code_sha256
-                architecture = "arm64"
-            elif isinstance(step, UpdateConfig):
-                writer.update_function_configuration(step.target, _config_changes(step, layer_arn))
-                writer.wait_updated(step.target)
-                runtime = step.runtime or runtime
-            elif isinstance(step, PublishVersion):
-                result.version = writer.publish_version(step.target, description=step.description,
-                                                        code_sha256=code_sha256)
-            elif isinstance(step, SetAlias):
-                version = step.version or result.version
-                assert version is not None, "the plan publishes before it sets the alias"
-                writer.set_alias(step.target, step.alias, version, create=step.create)
-                result.alias = step.alias
-            else:
-                raise TypeError(f"not a function step: {step!r}")
+            _dispatch(step, run)
     except Exception as exc:  # any failure, see _failure
-        result.status = "failed"
-        result.error = _failure(exc)
-    result.code_sha256, result.runtime, result.architecture = code_sha256, runtime, architecture
-    if layer_arn is not None and result.status == "updated":  # name the layer version that now exists
-        pending, published = str(PendingLayer(layer_arn.split(":")[6])), layer_label(layer_arn)
+        result.status, result.error, result.exception = "failed", _failure(exc), exc
+    if layer.arn is not None and result.status == "updated":  # name the layer version that now exists
+        pending, published = str(PendingLayer(layer.arn.split(":")[6])), layer_label(layer.arn)
         result.changes = [change.replace(pending, published) for change in result.changes]
-    return result
+    return run
+
+
+def _as_it_is(fp: FunctionPlan, alias: str | None, status: str, error: str | None = None) -> FunctionResult:
+    """The function as AWS has it before any step; each step's handler then records what it changed, so a
+    failure half-way never claims the rest, and a dry run ends where the plan would."""
+    # The alias serves fp.version when the plan leaves it alone; a step that moves it says so itself.
+    serves = fp.version is not None and not any(isinstance(s, SetAlias) for s in fp.steps)
+    return FunctionResult(
+        name=fp.name, region=fp.region, arn=fp.current.arn, status=status, changes=list(fp.changes),
+        code_sha256=fp.current.code_sha256, runtime=fp.current.runtime, architecture=_arch(fp.current),
+        version=fp.version, alias=alias if serves else None, error=error)
+
+
+def _arch(state: FunctionState) -> str:
+    return ",".join(state.architectures)
+
+
+# --- the handlers: one per step type ------------------------------------------------------------------------------
+
+S = TypeVar("S", bound=Step)
+Handler = Callable[[Any, _Run], None]
+HANDLERS: dict[type[Step], Handler] = {}
+
+
+def _handles(kind: type[S]) -> Callable[[Callable[[S, _Run], None]], Callable[[S, _Run], None]]:
+    def register(handler: Callable[[S, _Run], None]) -> Callable[[S, _Run], None]:
+        assert kind not in HANDLERS, f"a second handler for {kind.__name__}"
+        HANDLERS[kind] = handler
+        return handler
+    return register
+
+
+@_handles(UploadS3)
+def _upload_s3(step: UploadS3, run: _Run) -> None:
+    if run.writer:
+        run.writer.put_object(step.object, step.zip_path)
+
+
+@_handles(PublishLayer)
+def _publish_layer(step: PublishLayer, run: _Run) -> None:
+    if run.writer:  # on a dry run no version exists yet, so there is no ARN to show
+        published = run.writer.publish_layer_version(step.target, step.source, description=step.description,
+                                                     runtimes=step.runtimes)
+        run.layer.arn, run.layer.version = published.arn, published.version
+    run.layer.published = True
+
+
+@_handles(ReuseLayer)
+def _reuse_layer(step: ReuseLayer, run: _Run) -> None:
+    run.layer.arn, run.layer.version = step.arn, int(step.arn.rsplit(":", 1)[1])
+
+
+@_handles(AddLayerPermission)
+def _add_layer_permission(step: AddLayerPermission, run: _Run) -> None:
+    if run.writer:
+        assert run.layer.version is not None, "the plan puts permissions after the layer step"
+        run.writer.add_layer_version_permission(step.target, run.layer.version, statement_id=step.statement_id,
+                                                principal=step.principal, organization_id=step.organization_id)
+    run.layer.changes.append(step.change)
+
+
+@_handles(RemoveLayerPermission)
+def _remove_layer_permission(step: RemoveLayerPermission, run: _Run) -> None:
+    if run.writer:
+        assert run.layer.version is not None, "the plan removes permissions only from a reused layer version"
+        run.writer.remove_layer_version_permission(step.target, run.layer.version, statement_id=step.statement_id)
+    run.layer.changes.append(step.change)
+
+
+@_handles(UpdateCode)
+def _update_code(step: UpdateCode, run: _Run) -> None:
+    result = run.result
+    if run.writer:
+        run.writer.update_function_code(step.target, step.source)
+        result.code_sha256 = run.writer.wait_updated(step.target).code_sha256  # what AWS has, not what we sent
+    else:
+        result.code_sha256 = step.code_sha256
+    result.architecture = "arm64"
+
+
+@_handles(UpdateConfig)
+def _update_config(step: UpdateConfig, run: _Run) -> None:
+    if run.writer:
+        run.writer.update_function_configuration(step.target, _config_changes(step, run.layer.arn))
+        run.writer.wait_updated(step.target)
+    run.result.runtime = step.runtime or run.result.runtime
 
 
 def _config_changes(step: UpdateConfig, layer_arn: str | None) -> dict[str, Any]:
@@ -252,24 +323,30 @@ def _config_changes(step: UpdateConfig, layer_arn: str | None) -> dict[str, Any]
     if step.handler is not None:
         changes["Handler"] = step.handler
     if step.layers is not None:
-        changes["Layers"] = _resolve(step.layers, layer_arn)
+        changes["Layers"] = [_resolve(ref, layer_arn) for ref in step.layers]
     return changes
 
 
-def _arch(state: FunctionState) -> str:
-    return ",".join(state.architectures)
+def _resolve(ref: LayerRef, layer_arn: str | None) -> str:
+    if isinstance(ref, PendingLayer):
+        assert layer_arn is not None, "a pending layer is published before the functions run"
+        return layer_arn
+    return ref
 
 
-def _function_result(fp: FunctionPlan, status: str, alias: str | None,
-                     error: str | None = None) -> FunctionResult:
-    """The result before any step ran: as planned for "planned" and "updated", as AWS has it otherwise."""
-    moves_alias = any(isinstance(s, SetAlias) for s in fp.steps)
-    # The alias serves fp.version when the plan leaves it alone; a planned move counts on a dry run.
-    serves = (fp.version is not None and not moves_alias) or (moves_alias and status == "planned")
-    planned = status in ("planned", "updated")
-    return FunctionResult(
-        name=fp.name, region=fp.region, arn=fp.current.arn, status=status, changes=list(fp.changes),
-        code_sha256=fp.desired.zip.code_sha256 if planned else fp.current.code_sha256,
-        runtime=fp.desired.runtime if planned else fp.current.runtime,
-        architecture="arm64" if planned else _arch(fp.current),
-        version=fp.version, alias=alias if serves else None, error=error)
+@_handles(PublishVersion)
+def _publish_version(step: PublishVersion, run: _Run) -> None:
+    result = run.result
+    if run.writer:  # on a dry run the number is not known yet
+        result.version = run.writer.publish_version(step.target, description=step.description,
+                                                    code_sha256=result.code_sha256)
+
+
+@_handles(SetAlias)
+def _set_alias(step: SetAlias, run: _Run) -> None:
+    result = run.result
+    if run.writer:
+        version = step.version or result.version
+        assert version is not None, "the plan publishes before it sets the alias"
+        run.writer.set_alias(step.target, step.alias, version, create=step.create)
+    result.alias = step.alias

@@ -178,6 +178,8 @@ class JobResult:
     report: report.JobReport
     ok: bool
     error: UserError | None = None  # what stopped the job, if something did
+    # The exception of each step that failed while the job went on (a function's update): --debug shows them.
+    step_errors: list[BaseException] = field(default_factory=list)
 
     @classmethod
     def of(cls, job: report.JobReport, error: UserError | None = None, **more: Any) -> JobResult:
@@ -208,23 +210,22 @@ def deploy_built(cfg: Config, output: BuildOutput, stage: Stage = no_stage) -> J
     """Plan against AWS, then execute (or only preview on --dry-run). Returns the job report and success."""
     # Imported here so that build, verify and package never load boto3, not even through this module.
     from go_arm_lambda import aws, execute, plan
+    from go_arm_lambda.steps import DeployConfig
 
     session = aws.make_session(cfg.endpoint_url)
-    desired = plan.desired_state(
-        regions=cfg.regions, functions=[(f.built.spec, f.built.handler, f.zip) for f in output.functions],
-        layer_zip=output.layer, runtime=cfg.runtime, mode=cfg.mode, layer_name=cfg.layer_name,
-        layer_permissions=cfg.layer_permissions, tool_version=__version__, publish=cfg.publish, alias=cfg.alias,
-        s3_bucket=cfg.s3_bucket, s3_prefix=cfg.s3_prefix, commit=git_commit(cfg.source))
+    desired = plan.desired_state(DeployConfig.of(cfg),
+                                 [(f.built.spec, f.built.handler, f.zip) for f in output.functions], output.layer,
+                                 tool_version=__version__, commit=git_commit(cfg.source))
     with stage("plan"):
-        the_plan = plan.make_plan(desired, {r: aws.LambdaView(session, r) for r in cfg.regions},
+        the_plan = plan.make_plan(desired, {r: aws.LambdaView(session, r) for r in desired.regions},
                                   concurrency=cfg.concurrency)
     if cfg.dry_run:
         result = execute.preview(the_plan)
     else:
         with stage("deploy"):
-            result = execute.execute(the_plan, {r: aws.LambdaWriter(session, r) for r in cfg.regions},
+            result = execute.execute(the_plan, {r: aws.LambdaWriter(session, r) for r in desired.regions},
                                      cfg.concurrency)
-    return JobResult.of(job_report(cfg, output, result.to_report()))
+    return JobResult.of(job_report(cfg, output, result.to_report()), step_errors=result.exceptions)
 
 
 def write_report(path: Path, job: report.JobReport) -> None:

@@ -1,9 +1,10 @@
-"""Desired state -> an ordered list of typed steps, read through the read-only `LambdaView`.
+"""Desired state -> a `Plan` of typed steps (steps.py), read through the read-only `LambdaView`.
 
-Everything that can be checked is checked here, before the executor makes its first write: names, ARNs
-against the target region and account, that each function exists and is a Zip package, the layer count after
-merging, the sizes, and that the S3 bucket exists in each region. `--dry-run` prints exactly this plan; the
-executor runs exactly these steps.
+Everything that can be checked against AWS is checked here, before the executor makes its first write: ARNs
+against the target region and account, that each function exists, is a Zip package and runs Go, the layer
+count after merging, the sizes, and that the S3 bucket exists in each region. The inputs themselves were
+checked when the config was loaded. `--dry-run` previews exactly this plan; the executor runs exactly these
+steps.
 """
 
 from __future__ import annotations
@@ -13,70 +14,47 @@ import threading
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import ClassVar, Protocol
 
 from go_arm_lambda import limits, package
-from go_arm_lambda.aws import AliasState, CodeSource, FunctionState, LambdaView, LayerState, S3Object
+from go_arm_lambda.aws import LambdaView
 from go_arm_lambda.config import FunctionSpec
 from go_arm_lambda.errors import UsageError, UserError
+from go_arm_lambda.steps import (
+    STATEMENT_PREFIX,
+    AddLayerPermission,
+    AliasState,
+    Artifact,
+    CodeSource,
+    DeployConfig,
+    DesiredFunction,
+    DesiredLayer,
+    DesiredState,
+    FunctionPlan,
+    FunctionState,
+    LayerRef,
+    LayerState,
+    PendingLayer,
+    Plan,
+    PublishLayer,
+    PublishVersion,
+    RegionPlan,
+    RemoveLayerPermission,
+    ReuseLayer,
+    S3Object,
+    SetAlias,
+    Step,
+    UpdateCode,
+    UpdateConfig,
+    UploadS3,
+    layer_label,
+)
 
 # Runtimes a Go function can be on today. Anything else (python3.12, nodejs20.x) means the name points at
 # someone else's function, and overwriting its code would break it.
 GO_RUNTIMES = ("go1.x", "provided", "provided.al2", "provided.al2023")
-# Statements in a layer version's policy that go-arm-lambda owns (statement_id() makes them): the deploy keeps
-# them exactly as the --layer-permission flags say. Statements with other ids are never touched.
-STATEMENT_PREFIX = "go-arm-lambda-"
 # How our layer versions describe themselves, whatever the layer's name: layer_description() below, and
 # layer/template.yaml's "go-arm-lambda bootstrap: ...".
 _OUR_DESCRIPTION = re.compile(r"^go-arm-lambda +(\S+ +)?bootstrap\b")
-
-
-class Artifact(Protocol):
-    """What package.Artifact provides (see ARCHITECTURE.md); any object with these attributes will do."""
-
-    @property
-    def path(self) -> Path: ...
-    @property
-    def sha256(self) -> str: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def unzipped_size(self) -> int: ...
-    @property
-    def code_sha256(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class DesiredLayer:
-    name: str
-    zip: Artifact
-    compatible_runtimes: tuple[str, ...]
-    description: str  # tool version and content hash, see layer_description()
-    permissions: tuple[str, ...] = ()  # account ids, account root ARNs, "*", or "org:o-xxxxxxxxxx"
-
-
-@dataclass(frozen=True)
-class DesiredFunction:
-    spec: FunctionSpec
-    region: str
-    zip: Artifact
-    handler: str  # the binary's name in layer mode, "bootstrap" in bootstrap mode
-    runtime: str
-    mode: str
-
-
-@dataclass(frozen=True)
-class DesiredState:
-    regions: tuple[str, ...]
-    layer: DesiredLayer | None  # None in bootstrap mode
-    functions: tuple[DesiredFunction, ...]
-    publish: bool = False
-    alias: str | None = None
-    s3_bucket: str | None = None  # may contain {region}: S3 code must sit in the function's own region
-    s3_prefix: str = "go-arm-lambda/"
-    layer_name: str = "go-arm-lambda-bootstrap"  # also in bootstrap mode, to take our layer off functions
-    commit: str | None = None
 
 
 def layer_description(tool_version: str, artifact: Artifact) -> str:
@@ -89,211 +67,18 @@ def is_our_layer(layer: LayerState, code_sha256: str | None) -> bool:
     return bool(_OUR_DESCRIPTION.match(layer.description)) or layer.code_sha256 == code_sha256
 
 
-def desired_state(*, regions: Sequence[str], functions: Sequence[tuple[FunctionSpec, str, Artifact]],
-                  layer_zip: Artifact | None, runtime: str, mode: str, layer_name: str,
-                  layer_permissions: Sequence[str] = (), tool_version: str = "", publish: bool = False,
-                  alias: str | None = None, s3_bucket: str | None = None, s3_prefix: str = "go-arm-lambda/",
-                  commit: str | None = None) -> DesiredState:
+def desired_state(config: DeployConfig, functions: Sequence[tuple[FunctionSpec, str, Artifact]],
+                  layer_zip: Artifact | None, *, tool_version: str, commit: str | None = None) -> DesiredState:
     """The desired state for every (region, function); `functions` holds (spec, handler, zip) per function."""
     layer = None
-    if mode == "layer":
+    if config.mode == "layer":
         if layer_zip is None:
             raise UsageError("layer mode needs the layer zip", "package the layer, or use --mode bootstrap")
-        layer = DesiredLayer(layer_name, layer_zip, (runtime,), layer_description(tool_version, layer_zip),
-                             tuple(layer_permissions))
-    return DesiredState(
-        regions=tuple(regions), layer=layer,
-        functions=tuple(DesiredFunction(spec, region, zip_, handler, runtime, mode)
-                        for region in regions for spec, handler, zip_ in functions),
-        publish=publish, alias=alias, s3_bucket=s3_bucket, s3_prefix=s3_prefix, layer_name=layer_name,
-        commit=commit)
-
-
-# --- steps ------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class PendingLayer:
-    """The layer version this plan publishes in a region: its ARN exists only after publishing."""
-
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.name}:(new version)"
-
-
-LayerRef = str | PendingLayer
-
-
-@dataclass(frozen=True)
-class Step:
-    action: ClassVar[str]
-    region: str
-    target: str  # the function (as the user named it) or the layer name
-
-    def detail(self) -> str:
-        return ""
-
-    def describe(self) -> dict[str, str]:
-        return {"action": self.action, "target": self.target, "region": self.region, "detail": self.detail()}
-
-
-@dataclass(frozen=True)
-class UploadS3(Step):
-    action: ClassVar[str] = "upload-s3"
-    object: S3Object
-    zip_path: Path
-    size: int
-
-    def detail(self) -> str:
-        return f"{self.zip_path.name} ({self.size} bytes) -> {self.object}"
-
-
-@dataclass(frozen=True)
-class PublishLayer(Step):
-    action: ClassVar[str] = "publish-layer"
-    source: CodeSource
-    description: str
-    runtimes: tuple[str, ...]
-    code_sha256: str
-
-    def detail(self) -> str:
-        return f"new version, CodeSha256 {self.code_sha256}, arm64, {', '.join(self.runtimes)}"
-
-
-@dataclass(frozen=True)
-class ReuseLayer(Step):
-    action: ClassVar[str] = "reuse-layer"
-    arn: str
-
-    def detail(self) -> str:
-        return f"{self.arn} has the same CodeSha256"
-
-
-@dataclass(frozen=True)
-class LayerGrantStep(Step):
-    """Adds or removes one of our statements in the policy of the layer version the functions use."""
-
-    verb: ClassVar[str]
-    layer: LayerRef
-    statement_id: str
-
-    @property
-    def change(self) -> str:
-        """For the report: 'permission added: 111122223333', 'permission removed: *'."""
-        return f"permission {self.verb}: {grantee(self.statement_id)}"
-
-
-@dataclass(frozen=True)
-class AddLayerPermission(LayerGrantStep):
-    action: ClassVar[str] = "add-layer-permission"
-    verb: ClassVar[str] = "added"
-    principal: str
-    organization_id: str | None
-
-    def detail(self) -> str:
-        org = self.organization_id
-        who = f"organization {org}" if org else f"principal {self.principal}"
-        return f"lambda:GetLayerVersion on {self.layer} for {who} (statement {self.statement_id})"
-
-
-@dataclass(frozen=True)
-class RemoveLayerPermission(LayerGrantStep):
-    action: ClassVar[str] = "remove-layer-permission"
-    verb: ClassVar[str] = "removed"
-
-    def detail(self) -> str:
-        return (f"lambda:GetLayerVersion on {self.layer} no longer for {grantee(self.statement_id)} "
-                f"(statement {self.statement_id}, no --layer-permission asks for it)")
-
-
-@dataclass(frozen=True)
-class UpdateCode(Step):
-    action: ClassVar[str] = "update-code"
-    source: CodeSource
-    code_sha256: str
-    changes: tuple[str, ...]
-
-    def detail(self) -> str:
-        return f"CodeSha256 {self.code_sha256}, arm64 ({'; '.join(self.changes)})"
-
-
-@dataclass(frozen=True)
-class UpdateConfig(Step):
-    """Only Runtime, Handler and Layers, and only those that differ; None means 'leave it as it is'."""
-
-    action: ClassVar[str] = "update-config"
-    runtime: str | None
-    handler: str | None
-    layers: tuple[LayerRef, ...] | None
-    changes: tuple[str, ...]
-
-    def detail(self) -> str:
-        return "; ".join(self.changes)
-
-
-@dataclass(frozen=True)
-class PublishVersion(Step):
-    action: ClassVar[str] = "publish-version"
-    description: str
-
-    def detail(self) -> str:
-        return f"description {self.description!r}"
-
-
-@dataclass(frozen=True)
-class SetAlias(Step):
-    alias: str
-    create: bool
-    current_version: str | None
-    version: str | None  # None: the version this plan publishes
-
-    @property
-    def action(self) -> str:  # type: ignore[override]
-        return "create-alias" if self.create else "update-alias"
-
-    def detail(self) -> str:
-        moved = f"from version {self.current_version} " if self.current_version else ""
-        to = f"version {self.version}" if self.version else "the published version"
-        return f"{self.alias} {moved}to {to}"
-
-
-# --- the plan ---------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class FunctionPlan:
-    desired: DesiredFunction
-    current: FunctionState
-    changes: tuple[str, ...]  # what differs, for people: "runtime: go1.x -> provided.al2023", "code", ...
-    steps: tuple[Step, ...]
-    version: str | None = None  # the newest published version, reused when nothing changed since it
-
-    @property
-    def region(self) -> str:
-        return self.desired.region
-
-    @property
-    def name(self) -> str:
-        return self.desired.spec.short_name
-
-
-@dataclass(frozen=True)
-class RegionPlan:
-    region: str
-    layer_steps: tuple[Step, ...]
-    functions: tuple[FunctionPlan, ...]
-
-
-@dataclass(frozen=True)
-class Plan:
-    regions: tuple[RegionPlan, ...]
-    layer_name: str | None  # None in bootstrap mode
-    alias: str | None = None
-
-    def steps(self) -> list[Step]:
-        return [s for r in self.regions for s in (*r.layer_steps, *(s for f in r.functions for s in f.steps))]
-
-    def describe(self) -> list[dict[str, str]]:
-        return [s.describe() for s in self.steps()]
+        layer = DesiredLayer(config.layer_name, layer_zip, (config.runtime,),
+                             layer_description(tool_version, layer_zip), tuple(config.layer_permissions))
+    return DesiredState(config, layer, tuple(DesiredFunction(spec, region, zip_, handler, config.runtime)
+                                             for region in config.regions for spec, handler, zip_ in functions),
+                        commit)
 
 
 @dataclass(frozen=True)
@@ -322,7 +107,7 @@ def make_plan(desired: DesiredState, views: Mapping[str, LambdaView], *, concurr
     problems: list[UserError] = []
     regions = []
     for region in desired.regions:
-        if desired.s3_bucket is not None:
+        if desired.config.s3_bucket is not None:
             _check_bucket(_bucket(desired, region), region, current[region].bucket_region)
         layer_steps, layer_ref = _plan_layer(desired, region, current[region])
         functions = []
@@ -339,31 +124,28 @@ def make_plan(desired: DesiredState, views: Mapping[str, LambdaView], *, concurr
         raise UsageError(f"{len(problems)} functions cannot be deployed: {listed}",
                          "fix each problem listed; nothing was changed",
                          details="\n".join(str(p) for p in problems))
-    return Plan(tuple(regions), desired.layer.name if desired.layer else None, desired.alias)
+    return Plan(tuple(regions), desired.layer.name if desired.layer else None, desired.config.alias)
 
 
 def _check_inputs(desired: DesiredState) -> None:
-    """AWS's own rules, which moto and botocore do not check, on everything given."""
+    """What loading the config could not know yet: the zips' sizes. (config.load checked the inputs themselves
+    against AWS's rules, limits.check_deploy_inputs.)"""
     if not desired.regions:
         raise UsageError("no region to deploy to", "give --region, e.g. --region eu-west-1")
-    limits.check_deploy_inputs(functions=[f.spec.name for f in desired.functions], regions=desired.regions,
-                               layer_name=desired.layer_name, layer_mode=desired.layer is not None,
-                               principals=desired.layer.permissions if desired.layer else (),
-                               alias=desired.alias, publish=desired.publish, bucket=desired.s3_bucket)
     layer_zip = desired.layer.zip if desired.layer else None
     sized = [(want.spec.short_name, want.zip, layer_zip) for want in desired.functions]
     if desired.layer is not None:
         sized.append((desired.layer.name, desired.layer.zip, None))
     for what, zip_, with_layer in sized:
         # The packager's own rule, so a zip it accepts and one the plan accepts are the same zips.
-        if package.check_limits(zip_, with_layer, what) and desired.s3_bucket is None:
+        if package.check_limits(zip_, with_layer, what) and desired.config.s3_bucket is None:
             raise UsageError(f"the zip of {what} is {zip_.size:,} bytes, over the {limits.MAX_ZIP_IN_REQUEST:,} "
                              "bytes Lambda takes in a request", "give --s3-bucket to upload it through S3")
 
 
 def _bucket(desired: DesiredState, region: str) -> str:
-    assert desired.s3_bucket is not None
-    return desired.s3_bucket.replace("{region}", region)
+    assert desired.config.s3_bucket is not None
+    return desired.config.s3_bucket.replace("{region}", region)
 
 
 def _check_bucket(bucket: str, region: str, found_in: str | None) -> None:
@@ -380,7 +162,7 @@ def _read_region(desired: DesiredState, view: LambdaView, pool: ThreadPoolExecut
     wanted = [f.spec.name for f in desired.functions if f.region == view.region]
     needs_account = any(name.startswith("arn:") for name in wanted)
     account = pool.submit(view.account_id) if needs_account else None
-    bucket = pool.submit(view.bucket_region, _bucket(desired, view.region)) if desired.s3_bucket else None
+    bucket = pool.submit(view.bucket_region, _bucket(desired, view.region)) if desired.config.s3_bucket else None
     layer = pool.submit(view.newest_layer_version, desired.layer.name) if desired.layer else None
     layer_reads: dict[str, Future[LayerState | None]] = {}
     lock = threading.Lock()
@@ -392,17 +174,17 @@ def _read_region(desired: DesiredState, view: LambdaView, pool: ThreadPoolExecut
         # A version of --layer-name is ours by its name alone and needs no read.
         for arn in state.layers if state else ():
             with lock:
-                if arn not in layer_reads and not limits.is_layer_arn_of(arn, desired.layer_name):
+                if arn not in layer_reads and not limits.is_layer_arn_of(arn, desired.config.layer_name):
                     layer_reads[arn] = pool.submit(view.layer_version, arn)
         return state
 
     functions = dict(zip(wanted, pool.map(read_function, wanted), strict=True))
     existing = [name for name in wanted if functions[name] is not None]
     newest_versions = dict(zip(existing, pool.map(view.newest_published_version, existing), strict=True)) \
-        if desired.publish else {}
+        if desired.config.publish else {}
     aliases: dict[str, AliasState | None] = {}
-    if desired.alias:
-        alias = desired.alias
+    if desired.config.alias:
+        alias = desired.config.alias
         aliases = dict(zip(existing, pool.map(lambda name: view.alias(name, alias), existing), strict=True))
     newest = layer.result() if layer else None
     sids: frozenset[str] = frozenset()
@@ -411,7 +193,7 @@ def _read_region(desired: DesiredState, view: LambdaView, pool: ThreadPoolExecut
         sids = view.layer_statement_ids(desired.layer.name, newest.version)
     shipped = desired.layer.zip.code_sha256 if desired.layer else None
     ours = {arn for state in functions.values() if state for arn in state.layers
-            if limits.is_layer_arn_of(arn, desired.layer_name)}
+            if limits.is_layer_arn_of(arn, desired.config.layer_name)}
     ours |= {arn for arn, read in layer_reads.items()
              if (found := read.result()) is not None and is_our_layer(found, shipped)}
     return _Current(account.result() if account else None, bucket.result() if bucket else None, newest, sids,
@@ -430,12 +212,6 @@ def statement_id(principal: str) -> str:
     if principal.startswith("org:"):
         return f"{STATEMENT_PREFIX}{principal[4:]}"
     return f"{STATEMENT_PREFIX}{principal.split(':')[4] if principal.startswith('arn:') else principal}"
-
-
-def grantee(sid: str) -> str:
-    """Who one of our statements shares with, as --layer-permission names it (statement_id() backwards)."""
-    who = sid.removeprefix(STATEMENT_PREFIX)
-    return "*" if who == "public" else f"org:{who}" if who.startswith("o-") else who
 
 
 def _plan_layer(desired: DesiredState, region: str, current: _Current) -> tuple[list[Step], LayerRef | None]:
@@ -473,19 +249,11 @@ def _source(desired: DesiredState, region: str, steps: list[Step], target: str, 
             zip_: Artifact) -> CodeSource:
     """The zip itself, or (with a bucket) an upload step and the S3 object it creates. Keys carry the content
     hash, so an object never changes once written."""
-    if desired.s3_bucket is None:
+    if desired.config.s3_bucket is None:
         return zip_.path
-    obj = S3Object(_bucket(desired, region), f"{desired.s3_prefix}{key_dir}/{zip_.sha256}.zip")
+    obj = S3Object(_bucket(desired, region), f"{desired.config.s3_prefix}{key_dir}/{zip_.sha256}.zip")
     steps.append(UploadS3(region, target, obj, zip_.path, zip_.size))
     return obj
-
-
-def layer_label(ref: LayerRef) -> str:
-    """`name:version` of a layer version ARN, for people to read in plans and reports."""
-    if isinstance(ref, PendingLayer):
-        return str(ref)
-    parts = ref.split(":")
-    return ":".join(parts[6:]) if len(parts) >= 8 else ref
 
 
 def merge_layers(existing: Sequence[str], ours_now: Collection[str],
@@ -554,15 +322,15 @@ def _plan_function(desired: DesiredState, want: DesiredFunction, current: _Curre
 
     changes = (*code_changes, *config_changes)
     version = None
-    if desired.publish:
+    if desired.config.publish:
         newest = current.newest_versions.get(name)
         if not changes and newest is not None and _same_function(newest, state):
             version = newest.version  # already published exactly as wanted: another version would be a copy
         else:
             steps.append(PublishVersion(region, name, desired.commit or "go-arm-lambda"))
         alias_now = current.aliases.get(name)
-        if desired.alias and (version is None or alias_now is None or alias_now.function_version != version):
-            steps.append(SetAlias(region, name, desired.alias, alias_now is None,
+        if desired.config.alias and (version is None or alias_now is None or alias_now.function_version != version):
+            steps.append(SetAlias(region, name, desired.config.alias, alias_now is None,
                                   alias_now.function_version if alias_now else None, version))
     return FunctionPlan(want, state, changes, tuple(steps), version)
 
