@@ -151,8 +151,8 @@ def check_layer_principal(principal: str) -> None:
 
 def check_deploy_inputs(*, functions: Sequence[str], regions: Sequence[str], layer_name: str, layer_mode: bool,
                         principals: Sequence[str], alias: str | None, publish: bool, bucket: str | None) -> None:
-    """Every deploy input against AWS's rules. Config calls it before the build, the planner again before the
-    first write (the planner is also a library entry point), so both refuse exactly the same things."""
+    """Every deploy input against AWS's rules, which moto and botocore do not check. config.load is its one
+    caller, before anything is built; the planner receives these inputs only from a loaded Config."""
     for name in functions:
         check_function_name(name)
         for region in regions:  # the account needs AWS; the region does not, so it is checked before the build
