@@ -728,3 +728,17 @@ def test_the_job_result_keeps_the_exception_of_a_failed_step(aws: FakeAws, tmp_p
     assert isinstance(failure, AwsError) and "Layer description too long" in str(failure)
     assert failure.__notes__ == [f"in step publish-layer of {LAYER} in {REGION}"]
     assert job.report["errors"] == [f"layer {LAYER} ({REGION}): {failure}"]
+
+
+def test_a_grant_failing_after_the_publish_still_reports_the_published_version(aws: FakeAws, tmp_path: Path) -> None:
+    aws.create_function("orders")
+    aws.proxy.respond("POST", POLICY, status=400, code="InvalidParameterValueException", message="bad principal")
+
+    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"]), layer_permissions=["111122223333"]))
+
+    assert not result.ok and result.functions[0].status == "not-touched"
+    # The version exists in AWS, so the report names it; the grant that failed is no change.
+    layer = result.to_report()["layer"]
+    assert layer["arns"] == {REGION: f"arn:aws:lambda:{REGION}:123456789012:layer:{LAYER}:1"}
+    assert (layer["published"], layer["changes"]) == ({REGION: True}, {REGION: []})
+    assert [s.action for s in result.steps_done] == ["publish-layer"]
