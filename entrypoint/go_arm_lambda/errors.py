@@ -82,3 +82,35 @@ class InternalError(UserError):
 
     title = "internal error"
 
+
+
+def internal_error(exc: BaseException) -> InternalError:
+    """A bug, worded the same wherever it is caught; the cause keeps its traceback for --debug."""
+    err = InternalError(f"internal error: {type(exc).__name__}: {exc}",
+                        "run again with --debug (in Actions: re-run the job with debug logging) and report the "
+                        "traceback")
+    err.__cause__ = exc
+    return err
+
+
+def os_error(exc: OSError) -> UserError:
+    """What the operating system refused. It speaks of a path only when the error names one."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    # Of a rename's two paths, the target: our atomic writes rename a temporary file onto the path the user named.
+    path = exc.filename2 if exc.filename2 is not None else exc.filename
+    if path is not None:
+        err = UserError(f"cannot use {path}: {reason}", "check the path and its permissions")
+    else:
+        err = UserError(f"the operating system refused an operation: {reason} ({type(exc).__name__})",
+                        "check disk space, open files and the network, then run again")
+    err.__cause__ = exc
+    return err
+
+
+def as_user_error(exc: Exception) -> UserError:
+    """Any exception as the one line a user sees: ours as they are, an OSError as what it names, else a bug."""
+    if isinstance(exc, UserError):
+        return exc
+    if isinstance(exc, OSError):
+        return os_error(exc)
+    return internal_error(exc)

@@ -19,7 +19,7 @@ from typing import Any
 
 from go_arm_lambda import __version__, build, package, proc, report, smoke, verify
 from go_arm_lambda.config import Config
-from go_arm_lambda.errors import InternalError, SmokeError, UsageError, UserError, VerifyError
+from go_arm_lambda.errors import SmokeError, UsageError, UserError, VerifyError, as_user_error
 
 Stage = Callable[[str], AbstractContextManager[object]]
 
@@ -199,10 +199,8 @@ def run_job(cfg: Config, stage: Stage = no_stage, *, deploy: bool) -> JobResult:
         return deploy_built(cfg, output, stage)
     except UserError as err:
         return JobResult.of(job_report(cfg, output, None, errors=[str(err)]), err)
-    except Exception as exc:  # a bug: still report and comment, and keep the traceback for --debug
-        err = InternalError(f"internal error: {type(exc).__name__}: {exc}",
-                            "run again with --debug and report the traceback")
-        err.__cause__ = exc
+    except Exception as exc:  # a bug, or the OS refusing: still report and comment; the cause keeps the traceback
+        err = as_user_error(exc)
         return JobResult.of(job_report(cfg, output, None, errors=[str(err)]), err)
 
 
