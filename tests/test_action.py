@@ -24,6 +24,16 @@ REGION = "eu-west-1"
 TOKEN = "ghs_writeToken123"
 
 
+BROKEN_BUILD = """
+import sys
+from go_arm_lambda import build, cli
+def boom(*args, **kwargs):
+    raise RuntimeError("injected fault")
+build.build = boom
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
 def _event(path: Path, *, fork: bool = False) -> Path:
     head_repo = "someone/shop" if fork else REPO
     path.write_text(json.dumps({
@@ -79,10 +89,12 @@ class Runner:
         }
         return env | {f"INPUT_{k.upper()}": v for k, v in inputs.items()}
 
-    def run(self, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    def run(self, env: dict[str, str], *, broken_build: bool = False) -> subprocess.CompletedProcess[str]:
+        """`broken_build` injects a bug into the build stage, the only way to have one on purpose."""
         self.outputs.write_text("")
         self.summary.write_text("")
-        return subprocess.run([sys.executable, "-m", "go_arm_lambda", "action"], env=env, cwd=self.workspace,
+        program = ["-c", BROKEN_BUILD] if broken_build else ["-m", "go_arm_lambda"]
+        return subprocess.run([sys.executable, *program, "action"], env=env, cwd=self.workspace,
                               capture_output=True, text=True, timeout=300)
 
     def outputs_now(self) -> dict[str, str]:
@@ -188,3 +200,59 @@ def test_bad_input_still_reports_outputs_and_summary(runner: Runner, github_doub
     assert "dry-run='maybe'" in json.loads((runner.workspace / out["report"]).read_text())["errors"][0]
     assert runner.summary.read_text().count("dry-run='maybe'") == 1  # once, not once per layer of reporting
     assert runner.aws.proxy.requests == [] and _writes(github_double) == []
+
+
+def _errors(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in done.stdout.splitlines() if line.startswith("::error")]
+
+
+def test_an_internal_error_is_reported_and_traced_under_runner_debug(runner: Runner,
+                                                                    github_double: GitHubDouble) -> None:
+    env = runner.env(_event(runner.tmp / "event.json"))
+    done = runner.run(env, broken_build=True)
+    assert done.returncode == 1
+    message = ("internal error: RuntimeError: injected fault. run again with --debug (in Actions: re-run the job "
+               "with debug logging) and report the traceback")
+    assert _errors(done) == [f"::error title=internal error::{message}"]
+    assert "Traceback" not in done.stderr
+    out = runner.outputs_now()
+    assert out["changed"] == "false" and out["report"] == ".go-arm-lambda/report.json"
+    assert json.loads((runner.workspace / out["report"]).read_text())["errors"] == [message]
+    assert message in runner.summary.read_text()
+    assert "internal error" in github_double.comments(REPO, PR)[0]["body"]
+
+    done = runner.run(env | {"RUNNER_DEBUG": "1"}, broken_build=True)
+    assert done.returncode == 1 and len(_errors(done)) == 1
+    assert "Traceback (most recent call last)" in done.stderr and "RuntimeError: injected fault" in done.stderr
+
+
+def test_an_os_error_before_the_build_still_reports(runner: Runner) -> None:
+    # .go-arm-lambda is a file: the Go caches the Action puts there cannot be made, nor can the report be written.
+    (runner.workspace / ".go-arm-lambda").write_text("not a directory")
+    env = runner.env(_event(runner.tmp / "event.json"), comment="never")
+    env = {k: v for k, v in env.items() if k not in ("GOCACHE", "GOMODCACHE")}
+    done = runner.run(env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    cache = runner.workspace / ".go-arm-lambda" / "cache" / "go-build"
+    assert _errors(done) == [f"::error title=go-arm-lambda::cannot use {cache}: Not a directory. check the path "
+                             "and its permissions"]
+    assert "Traceback" not in done.stderr
+    out = runner.outputs_now()
+    assert out["report"] == "" and out["changed"] == "false"  # no report file to point at
+    summary = runner.summary.read_text()
+    assert f"cannot use {cache}" in summary and "cannot write the report" in summary
+    assert runner.aws.proxy.requests == []
+
+
+def test_a_report_that_cannot_be_written_leaves_outputs_and_summary(runner: Runner) -> None:
+    (runner.workspace / ".go-arm-lambda" / "report.json").mkdir(parents=True)
+    env = runner.env(_event(runner.tmp / "event.json"), functions="hello=./cmd/hello", regions="", smoke="false",
+                     comment="never")
+    done = runner.run(env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    report_path = runner.workspace / ".go-arm-lambda" / "report.json"
+    assert _errors(done) == [f"::error title=go-arm-lambda::cannot write the report to {report_path} (Is a "
+                             "directory). make sure its directory exists or can be created, and can be written"]
+    assert runner.outputs_now()["report"] == ""
+    summary = runner.summary.read_text()
+    assert "hello" in summary and "cannot write the report" in summary  # the build's result, and why no file

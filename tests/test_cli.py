@@ -3,7 +3,9 @@ and AWS state after `deploy` against moto (through the recording proxy)."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 
 from awsfakes import REGION, FakeAws
 from conftest import EXAMPLES, FUNCTIONS_MODULE, GoBuilder, require_tool
-from go_arm_lambda import cli, package
+from go_arm_lambda import build, cli, package
 
 HELLO = "hello=./cmd/hello"
 ORDERS = "orders-api=./cmd/orders"
@@ -263,3 +265,84 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "build", "--mode", "zip")[0] == 2
     code, out, _ = run(capsys, "--version")
     assert code == 0 and out.startswith("go-arm-lambda ")
+
+
+# --- error paths ---------------------------------------------------------------------------------------------
+
+INTERNAL = ("internal error: RuntimeError: injected fault. run again with --debug (in Actions: re-run the job with "
+            "debug logging) and report the traceback")
+
+
+@pytest.fixture
+def broken_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in a stage, injected: nothing else can make a bug on purpose."""
+    def boom(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(build, "build", boom)
+
+
+@pytest.mark.usefixtures("broken_build")
+def test_an_internal_error_is_one_line_and_its_traceback_needs_debug(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = ["build", "--source", str(EXAMPLES), "--function", HELLO, "--out", str(tmp_path), "--no-smoke"]
+    code, _, err = run(capsys, *argv)
+    assert code == 1 and last_error(err) == f"error: {INTERNAL}" and "Traceback" not in err
+    code, _, err = run(capsys, *argv, "--debug")
+    assert code == 1 and last_error(err) == f"error: {INTERNAL}"
+    assert "Traceback (most recent call last)" in err and "RuntimeError: injected fault" in err
+    monkeypatch.setenv("RUNNER_DEBUG", "1")  # what "re-run with debug logging" sets
+    code, _, err = run(capsys, *argv)
+    assert code == 1 and "RuntimeError: injected fault" in err and "Traceback" in err
+
+
+@pytest.mark.usefixtures("broken_build")
+def test_the_job_words_an_internal_error_as_the_cli_does(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "report.json"
+    code, _, err = run(capsys, "deploy", "--source", str(EXAMPLES), "--function", HELLO, "--region", REGION,
+                       "--out", str(tmp_path / "dist"), "--report", str(report))
+    assert code == 1 and last_error(err) == f"error: {INTERNAL}"
+    assert json.loads(report.read_text())["errors"] == [INTERNAL]
+
+
+def test_os_errors_speak_of_a_path_only_when_they_have_one(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = run(capsys, "layer", "package", "--out", str(tmp_path))  # a directory, not a file
+    assert code == 1 and last_error(err).startswith(f"error: cannot use {tmp_path}")
+    assert last_error(err).endswith(": Is a directory. check the path and its permissions")
+
+    def disk_full(_out: Path) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(package, "package_layer", disk_full)
+    code, _, err = run(capsys, "layer", "package", "--out", str(tmp_path / "layer.zip"))
+    assert code == 1 and last_error(err) == (
+        "error: the operating system refused an operation: No space left on device (OSError). check disk space, "
+        "open files and the network, then run again")
+    assert "Traceback" not in err
+
+
+def test_a_report_that_cannot_be_written_keeps_the_deploys_result(aws: FakeAws, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    aws.create_function("hello", runtime="go1.x", handler="hello")
+    aws.create_function("orders-api", runtime="go1.x", handler="orders")
+    (tmp_path / "file").write_text("")
+    bad = tmp_path / "file" / "report.json"
+    code, _, text = deploy(capsys, aws, tmp_path, "--report", str(bad))
+    assert code == 1
+    assert last_error(text) == (f"error: cannot write the report to {bad} ({bad.parent}: File exists). make sure its "
+                                "directory exists or can be created, and can be written")
+    assert "updated" in text and aws.function("hello")["Runtime"] == "provided.al2023"  # shown, and done
+
+
+def test_debug_shows_the_traceback_of_each_failed_step(aws: FakeAws, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    aws.create_function("hello", runtime="go1.x", handler="hello")
+    aws.create_function("orders-api", runtime="go1.x", handler="orders")
+    for extra in ((), ("--debug",)):
+        aws.proxy.respond("PUT", "/2015-03-31/functions/orders-api/code", status=400,
+                          code="InvalidParameterValueException", message="Unzipped size must be smaller", times=1)
+        code, report, text = deploy(capsys, aws, tmp_path, *extra)
+        assert code == 1 and {f["name"]: f["status"] for f in report["functions"]}["orders-api"] == "failed"
+        assert ("Traceback (most recent call last)" in text) == bool(extra), text
+    assert "Unzipped size must be smaller" in text.split("Traceback (most recent call last)", 1)[1]

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from go_arm_lambda import config
+from conftest import ROOT
+from go_arm_lambda import cli, config, docs
 from go_arm_lambda.config import FunctionSpec
 from go_arm_lambda.errors import UsageError
+from go_arm_lambda.inputs import BUILD
 
 
 def test_defaults_without_any_source(tmp_path: Path) -> None:
@@ -137,3 +144,109 @@ def test_an_arn_in_another_region_is_refused_before_anything_runs(tmp_path: Path
     with pytest.raises(UsageError, match="is in eu-west-1, but the deploy targets us-east-1"):
         config.load({"source": str(tmp_path), "functions": [f"{arn}=./cmd/orders"], "regions": ["us-east-1"]},
                     env={})
+
+
+# --- the input table: the one place an input is described -----------------------------------------------------
+
+def action_yml_problems(action: dict[str, Any]) -> list[str]:
+    """Where action.yml's inputs differ from the table: names, descriptions, defaults."""
+    declared: dict[str, dict[str, Any]] = action.get("inputs") or {}
+    problems = [f"input {n} is not in the table" for n in declared if n not in config.ACTION_INPUTS]
+    problems += [f"input {n} is missing from action.yml" for n in config.ACTION_INPUTS if n not in declared]
+    for name, spec in declared.items():
+        row = config.FIELDS.get(config.ACTION_INPUTS.get(name, ""))
+        if row is None:
+            continue
+        if " ".join(str(spec.get("description", "")).split()) != row.help:
+            problems.append(f"input {name}: description differs from the table's help")
+        if spec.get("default") != (row.action_default or row.shown_default):
+            problems.append(f"input {name}: default {spec.get('default')!r} differs from the table's")
+        if spec.get("required", False):
+            problems.append(f"input {name} is required, but the config file may give it")
+    return problems
+
+
+def flag_problems(parser: argparse.ArgumentParser) -> list[str]:
+    """Flags that are not what the table says: a build/deploy flag outside it, an input's flag written by hand,
+    or a table row whose command lacks its flag."""
+    problems = []
+    commands = cli.subcommands(parser)
+    for name, p in commands.items():
+        for a in p._actions:
+            if isinstance(a, argparse._HelpAction) or a.dest == "debug" or not a.option_strings:
+                continue
+            row = config.FIELDS.get(a.dest)
+            if row is None:
+                if name in BUILD:  # every flag of these is an input
+                    problems.append(f"{name} {a.option_strings[0]} is not in the table")
+                continue
+            expected = [row.cli_flag, f"--no-{row.cli_flag[2:]}"] if row.switch else [row.cli_flag]
+            if name not in row.commands or a.option_strings != expected or a.help != cli.flag_help(row):
+                problems.append(f"{name} {a.option_strings[0]} is not the flag the table generates")
+    for row in config.FIELDS.values():
+        for name in row.commands:
+            if name not in commands or row.key not in {a.dest for a in commands[name]._actions}:
+                problems.append(f"{name} lacks {row.cli_flag}")
+    return problems
+
+
+def test_action_yml_declares_exactly_the_tables_inputs() -> None:
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    assert action_yml_problems(action) == []
+    # and the check catches each way of drifting
+    action["inputs"].pop("alias")
+    action["inputs"]["smoke"]["default"] = "false"
+    action["inputs"]["mode"]["description"] = "Which mode."
+    action["inputs"]["traffic"] = {"description": "Shift traffic slowly."}
+    assert sorted(action_yml_problems(action)) == [
+        "input alias is missing from action.yml", "input mode: description differs from the table's help",
+        "input smoke: default 'false' differs from the table's", "input traffic is not in the table"]
+
+
+def test_every_flag_is_generated_from_the_table() -> None:
+    parser = cli.build_parser()
+    assert flag_problems(parser) == []
+    commands = cli.subcommands(parser)
+    commands["deploy"].add_argument("--traffic", default=argparse.SUPPRESS)  # a flag written by hand
+    commands["smoke"].add_argument("--cgo", dest="cgo", action="store_true")  # an input's flag written by hand
+    assert flag_problems(parser) == ["deploy --traffic is not in the table", "smoke --cgo is not the flag the table "
+                                     "generates"]
+
+
+def test_a_flag_the_table_lacks_is_never_dropped_silently(tmp_path: Path) -> None:
+    with pytest.raises(KeyError, match="traffic"):
+        config.load({"source": str(tmp_path), "traffic": "10%"}, env={})
+
+
+def test_the_defaults_shown_are_the_configs(capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # argparse wraps help at hyphens
+    assert cli.main(["deploy", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default: go-arm-lambda-bootstrap)" in help_text and "(default: 10)" in help_text
+    assert f"(default: {config.Config.s3_prefix})" in help_text
+
+
+def test_readme_and_action_yml_are_generated_from_the_table(tmp_path: Path) -> None:
+    stale = [f"{s.file}: {s.name}" for s in docs.stale(ROOT)]
+    assert stale == [], f"run `{docs.COMMAND}` to regenerate {stale}"
+    # A new row makes every generated section stale, and --write brings them back in line.
+    for name in ("README.md", "action.yml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    extra = dataclasses.replace(config.FIELDS["alias"], key="traffic", name="traffic", help="Shift traffic slowly.")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(config.FIELDS, "traffic", extra)
+        mp.setitem(config.ACTION_INPUTS, "traffic", "traffic")
+        assert {(s.file, s.name) for s in docs.stale(tmp_path)} == {
+            ("README.md", "inputs"), ("README.md", "cli"), ("action.yml", "inputs")}
+        assert docs.main(["--write", "--root", str(tmp_path)]) == 0
+        assert docs.stale(tmp_path) == []
+        action = yaml.safe_load((tmp_path / "action.yml").read_text())
+        assert action_yml_problems(action) == []
+        assert "[--traffic NAME]" in (tmp_path / "README.md").read_text()
+
+
+def test_action_only_inputs_say_so_in_the_readme() -> None:
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "Every Action input is also a CLI flag except `github-token`, `comment`, `comment-id`, `pr-number`" in readme
+    assert "mirrors a CLI flag" not in readme

@@ -1,7 +1,7 @@
 """Command line: parses flags into a Config, runs a stage, and is the one place errors become exit codes.
 
 Under GitHub Actions the same errors also become `::error` annotations and a line in the job summary.
-Tracebacks are shown only with --debug.
+Tracebacks are shown only with --debug (or under Actions' debug logging, RUNNER_DEBUG=1).
 """
 
 from __future__ import annotations
@@ -17,60 +17,51 @@ from pathlib import Path
 from typing import Any
 
 from go_arm_lambda import __version__, actions, config, pipeline
-from go_arm_lambda.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, UserError
+from go_arm_lambda.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, UserError, as_user_error
+from go_arm_lambda.inputs import BUILD, Input
 
 PR_EVENTS = ("pull_request", "pull_request_target")
 SWITCH = argparse.BooleanOptionalAction  # --x and --no-x
 S = argparse.SUPPRESS  # only flags the user gave reach config.load, so lower layers (INPUT_*, file) still count
 
 
-def _add_build_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("build")
-    g.add_argument("--source", default=S, help="directory the packages are relative to (default: .)")
-    g.add_argument("--config", dest="config_file", default=S,
-                   help=f"config file (default: SOURCE/{config.CONFIG_FILE_NAME} when it exists)")
-    g.add_argument("--function", dest="functions", action="append", default=S, metavar="NAME=PACKAGE",
-                   help="a Lambda function (name or ARN) and its Go main package, e.g. orders=./cmd/orders; repeat")
-    g.add_argument("--out", default=S, help="output directory for binaries and zips (default: .go-arm-lambda/dist)")
-    g.add_argument("--mode", choices=config.MODES, default=S,
-                   help="layer: binary named after its package, run by our /opt/bootstrap layer (default); "
-                        "bootstrap: binary named bootstrap, no layer")
-    g.add_argument("--runtime", choices=config.RUNTIMES, default=S, help="target runtime (default provided.al2023)")
-    g.add_argument("--tags", default=S, help="extra build tags, comma separated (lambda.norpc is always set)")
-    g.add_argument("--ldflags", default=S, help="extra linker flags (-s -w is always set)")
-    g.add_argument("--goarm64", default=S, help="GOARM64 level, v8.0 (default) to v8.2")
-    # Every switch has a --no- form, so a setting from go-arm-lambda.toml can be turned off for one run.
-    g.add_argument("--cgo", action=SWITCH, default=S, help="CGO_ENABLED=1 with the aarch64 cross compiler")
-    g.add_argument("--go", default=S, help="the go command to use (default: go on PATH)")
-    g.add_argument("--verify", action=SWITCH, default=S, help="check the binaries (default on)")
-    g.add_argument("--allow-custom-runtime-client", action=SWITCH, default=S,
-                   help="a binary without aws-lambda-go is a warning, not an error")
-    g.add_argument("--smoke", action=SWITCH, default=S,
-                   help="invoke each function locally under the Runtime API emulator (default on)")
-    g.add_argument("--smoke-event", default=S, help="event for the smoke invocation: JSON or @FILE (default {})")
-    g.add_argument("--smoke-timeout", default=S, help="seconds to wait for the smoke response (default 10)")
-    g.add_argument("--concurrency", default=S, help="parallel builds and deploys (default 8)")
+def flag_help(row: Input) -> str:
+    """The table's help text with the default appended: the default is the Config field's, never retyped."""
+    shown = f"{row.help} (default: {row.shown_default})" if row.shown_default is not None else row.help
+    return shown.replace("%", "%%")  # argparse %-formats help texts
 
 
-def _add_aws_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("AWS")
-    g.add_argument("--region", dest="regions", action="append", default=S, help="target region; repeat for more")
-    g.add_argument("--layer-name", default=S, help="name of the bootstrap layer (default go-arm-lambda-bootstrap)")
-    g.add_argument("--layer-permission", dest="layer_permissions", action="append", default=S,
-                   metavar="PRINCIPAL", help="share the layer: account id, *, or org:o-xxxxxxxxxx; repeat")
-    g.add_argument("--publish", action=SWITCH, default=S, help="publish a version of each function")
-    g.add_argument("--alias", default=S, help="create or move this alias to the published version")
-    g.add_argument("--s3-bucket", default=S, help="upload zips through this bucket (needed above 50 MB)")
-    g.add_argument("--s3-prefix", default=S, help="key prefix in the bucket (default go-arm-lambda/)")
-    g.add_argument("--endpoint-url", default=S, help="AWS endpoint, e.g. LocalStack or moto")
-    g.add_argument("--dry-run", action=SWITCH, default=S, help="print the plan; change nothing")
-    g.add_argument("--report", default=S, help="write the JSON report to this file")
+def add_inputs(p: argparse.ArgumentParser, command: str) -> None:
+    """The command's input flags, generated from the input table (config.Config); none is written by hand."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for row in config.FIELDS.values():
+        if command not in row.commands:
+            continue
+        target: argparse.ArgumentParser | argparse._ArgumentGroup = p
+        if command in BUILD:  # many flags: grouped by the command that introduces them
+            title = row.commands[0]
+            if title not in groups:
+                groups[title] = p.add_argument_group(title)
+            target = groups[title]
+        kwargs: dict[str, Any] = {"dest": row.key, "default": S, "help": flag_help(row)}
+        if row.switch:
+            kwargs["action"] = SWITCH
+        elif row.choices:
+            kwargs["choices"] = row.choices
+        else:
+            kwargs["metavar"] = row.metavar or row.name.upper()
+            if row.repeat:
+                kwargs["action"] = "append"
+        target.add_argument(row.cli_flag, **kwargs)
 
 
-def _add_output_flags(p: argparse.ArgumentParser, *, has_json: bool = True) -> None:
-    if has_json:
-        p.add_argument("--json", action="store_true", default=S, help="print one JSON document")
-    p.add_argument("--debug", action="store_true", default=S, help="show tracebacks")
+def _add_debug(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _own_default(key: str) -> str:
+    """A command-own flag that mirrors an input takes that input's default, said the same way."""
+    return f" (default: {config.FIELDS[key].shown_default})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,64 +70,65 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"go-arm-lambda {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("build", help="cross-compile, verify, package and smoke-invoke functions")
-    _add_build_flags(p)
-    _add_output_flags(p)
-    p.set_defaults(run=cmd_build)
+    def command(name: str, run: Callable[[argparse.Namespace], int], help: str,
+                within: argparse._SubParsersAction[argparse.ArgumentParser] = sub,
+                inputs_of: str | None = None) -> argparse.ArgumentParser:
+        p = within.add_parser(name, help=help)
+        p.set_defaults(run=run)
+        _add_debug(p)
+        add_inputs(p, inputs_of or name)
+        return p
 
-    p = sub.add_parser("deploy", help="build, then publish the layer and update the functions")
-    _add_build_flags(p)
-    _add_aws_flags(p)
-    _add_output_flags(p)
-    p.set_defaults(run=cmd_deploy)
+    command("build", cmd_build, "cross-compile, verify, package and smoke-invoke functions")
+    command("deploy", cmd_deploy, "build, then publish the layer and update the functions")
 
-    p = sub.add_parser("verify", help="check binaries: ELF arch, glibc, Go build info, aws-lambda-go")
+    p = command("verify", cmd_verify, "check binaries: ELF arch, glibc, Go build info, aws-lambda-go")
     p.add_argument("binaries", nargs="+", type=Path, metavar="BINARY")
-    p.add_argument("--runtime", choices=config.RUNTIMES, default="provided.al2023")
-    p.add_argument("--allow-custom-runtime-client", action="store_true", default=S)
-    _add_output_flags(p)
-    p.set_defaults(run=cmd_verify)
 
-    p = sub.add_parser("smoke", help="invoke a packaged function locally against a Runtime API emulator")
-    p.add_argument("--zip", required=True, type=Path, help="the function zip")
-    p.add_argument("--handler", required=True, help="the handler (binary name in the zip)")
-    p.add_argument("--layer", type=Path, help="the bootstrap layer zip (omit in bootstrap mode)")
-    p.add_argument("--event", default="{}", help="JSON event, or @FILE (default {})")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the response (default 10)")
-    p.add_argument("--runtime", choices=config.RUNTIMES, default="provided.al2023",
-                   help="the runtime to emulate (default provided.al2023)")
-    _add_output_flags(p)
-    p.set_defaults(run=cmd_smoke)
+    p = command("smoke", cmd_smoke, "invoke a packaged function locally against a Runtime API emulator")
+    p.add_argument("--zip", required=True, type=Path, metavar="FUNCTION_ZIP", help="the function zip")
+    p.add_argument("--handler", required=True, metavar="NAME", help="the handler (binary name in the zip)")
+    p.add_argument("--layer", type=Path, metavar="LAYER_ZIP", help="the bootstrap layer zip (omit in bootstrap mode)")
+    p.add_argument("--event", default=config.Config.smoke_event, metavar="JSON|@FILE",
+                   help="the event, as JSON or @FILE" + _own_default("smoke_event"))
+    p.add_argument("--timeout", type=float, default=config.Config.smoke_timeout, metavar="S",
+                   help="seconds to wait for the response" + _own_default("smoke_timeout"))
 
     p = sub.add_parser("layer", help="the bootstrap layer on its own")
     lsub = p.add_subparsers(dest="layer_command", metavar="ACTION", required=True)
-    lp = lsub.add_parser("package", help="write the layer zip")
-    lp.add_argument("--out", required=True, type=Path)
-    _add_output_flags(lp)
-    lp.set_defaults(run=cmd_layer_package)
-    lu = lsub.add_parser("upload", help="upload the layer zip to S3 for layer/template.yaml")
-    lu.add_argument("--bucket", required=True)
-    lu.add_argument("--key", required=True)
-    lu.add_argument("--region", required=True)
-    lu.add_argument("--endpoint-url", default=None)
-    _add_output_flags(lu)
-    lu.set_defaults(run=cmd_layer_upload)
+    lp = command("package", cmd_layer_package, "write the layer zip", lsub, "layer package")
+    lp.add_argument("--out", dest="layer_zip", required=True, type=Path, metavar="FILE")
+    lu = command("upload", cmd_layer_upload, "upload the layer zip to S3 for layer/template.yaml", lsub,
+                 "layer upload")
+    lu.add_argument("--bucket", required=True, metavar="B")
+    lu.add_argument("--key", required=True, metavar="K")
+    lu.add_argument("--region", required=True, metavar="R")
 
-    p = sub.add_parser("action", help="run as a GitHub Action (reads INPUT_* variables)")
-    _add_output_flags(p, has_json=False)
-    p.set_defaults(run=cmd_action)
-
-    p = sub.add_parser("doctor", help="check that this machine or image has what go-arm-lambda needs")
-    _add_output_flags(p)
-    p.set_defaults(run=cmd_doctor)
+    command("doctor", cmd_doctor, "check that this machine or image has what go-arm-lambda needs")
+    command("action", cmd_action, "run as a GitHub Action (reads INPUT_* variables)")
     return parser
+
+
+def subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every runnable command's parser by its full name ("build", "layer upload"), in the order of --help."""
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, p in action.choices.items():
+                found |= subcommands(p, f"{prefix}{name} ") or {f"{prefix}{name}": p}
+    return found
 
 
 # --- shared presentation -----------------------------------------------------------------------------------
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
-    """The config fields the user set on the command line."""
+    """The inputs the user set on the command line (flags left out are absent: their defaults are SUPPRESS)."""
     return {k: v for k, v in vars(args).items() if k in config.FIELDS}
+
+
+def _flags(args: argparse.Namespace) -> config.Config:
+    """The inputs of a command that reads neither the config file nor INPUT_*: its flags over the defaults."""
+    return config.Config(**config.convert_flags(_given(args)))
 
 
 def _print_json(doc: Any) -> None:
@@ -155,6 +147,27 @@ def _stager(cfg: config.Config) -> pipeline.Stage:
         return pipeline.no_stage(name)
 
     return stage
+
+
+def _write_report(path: Path, doc: Any) -> UserError | None:
+    """The report file; when it cannot be written, the error that says so (the run's results still stand)."""
+    try:
+        pipeline.write_report(path, doc)
+    except OSError as exc:
+        failing = exc.filename2 or exc.filename  # may be a parent directory, or the temporary file
+        where = f"{failing}: " if failing is not None and str(failing) != str(path) else ""
+        err = UserError(f"cannot write the report to {path} ({where}{exc.strerror or exc})",
+                        "make sure its directory exists or can be created, and can be written")
+        err.__cause__ = exc
+        return err
+    return None
+
+
+def _show_step_errors(result: pipeline.JobResult, debug: bool) -> None:
+    """Under --debug, the traceback of each step that failed while the others went on."""
+    if debug:
+        for exc in result.step_errors:
+            traceback.print_exception(exc)
 
 
 # --- commands ----------------------------------------------------------------------------------------------
@@ -176,10 +189,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from go_arm_lambda import verify
 
-    policy = verify.Policy(runtime=args.runtime,
-                           allow_custom_runtime_client=getattr(args, "allow_custom_runtime_client", False))
-    verdicts = [verify.verify_path(p, policy) for p in args.binaries]
-    if getattr(args, "json", False):
+    flags = _flags(args)
+    verdicts = [verify.verify_path(p, pipeline.verify_policy(flags)) for p in args.binaries]
+    if flags.json:
         _print_json([v.to_json() for v in verdicts])
     else:
         print(verify.format_table(verdicts))
@@ -189,9 +201,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_smoke(args: argparse.Namespace) -> int:
     from go_arm_lambda import smoke
 
+    flags = _flags(args)
     result = smoke.smoke(args.zip, args.handler, layer_zip=args.layer, event=smoke.load_event(args.event),
-                         timeout=args.timeout, runtime=args.runtime)
-    if getattr(args, "json", False):
+                         timeout=args.timeout, runtime=flags.runtime)
+    if flags.json:
         _print_json(result.to_json())
     else:
         print(smoke.format_result(result))
@@ -201,8 +214,8 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 def cmd_layer_package(args: argparse.Namespace) -> int:
     from go_arm_lambda import package
 
-    artifact = package.package_layer(args.out)
-    if getattr(args, "json", False):
+    artifact = package.package_layer(args.layer_zip)
+    if _flags(args).json:
         _print_json({"zip": str(artifact.path), "sha256": artifact.sha256, "size": artifact.size})
     else:
         print(f"{artifact.path}  {artifact.size:,} B  sha256 {artifact.sha256}")
@@ -216,10 +229,11 @@ def cmd_layer_upload(args: argparse.Namespace) -> int:
     limits.check_region(args.region)
     if not 0 < len(args.key.encode()) <= 1024:
         raise UsageError(f"S3 key {args.key!r} is not valid", "give 1 to 1024 bytes, e.g. layers/bootstrap.zip")
+    flags = _flags(args)
     artifact = package.package_layer(Path(".go-arm-lambda") / "layer.zip")
-    target = aws.upload_layer(args.bucket, args.key, artifact.path, args.region, args.endpoint_url)
+    target = aws.upload_layer(args.bucket, args.key, artifact.path, args.region, flags.endpoint_url)
     doc = {"bucket": target.bucket, "key": target.key, "sha256": artifact.sha256, "size": artifact.size}
-    if getattr(args, "json", False):
+    if flags.json:
         _print_json(doc)
     else:
         print(f"uploaded the layer ({artifact.size:,} B, sha256 {artifact.sha256[:12]}) to {target}; deploy "
@@ -232,16 +246,21 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     cfg = config.load(_given(args))
     result = pipeline.run_job(cfg, _stager(cfg), deploy=True)
-    if cfg.report:
-        pipeline.write_report(cfg.report, result.report)
     if cfg.json:
         _print_json(result.report)
     elif result.error is None:
         print(report.text_table(result.report))
+    _show_step_errors(result, args.debug)
+    # After the results are shown: a report path problem must not hide what the deploy did.
+    report_error = _write_report(cfg.report, result.report) if cfg.report else None
     if result.error is not None:
+        if report_error is not None:
+            present_error(report_error, debug=args.debug)
         raise result.error
     for line in result.report["errors"]:  # functions that failed while the others deployed
         print(f"error: {line}", file=sys.stderr)
+    if report_error is not None:
+        raise report_error
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -262,22 +281,31 @@ def cmd_action(args: argparse.Namespace) -> int:
         os.environ.update(actions.prepare_container(env, cfg.source.resolve()))
         # Regions given: build and deploy. None: build, verify, smoke and package only (a pull request check).
         result = pipeline.run_job(cfg, _stager(cfg), deploy=bool(cfg.regions))
-    except UserError as err:  # the inputs themselves were wrong
+    except Exception as exc:  # wrong inputs, or the run could not start (e.g. an unusable workspace)
+        err = as_user_error(exc)
         result = pipeline.JobResult(pipeline.job_report(cfg or config.Config(), None, None, errors=[str(err)]),
                                     False, err)
     report_path = workspace / ".go-arm-lambda" / "report.json"
-    pipeline.write_report(report_path, result.report)
-    actions.set_outputs(report.action_outputs(result.report, actions.relative_to_workspace(report_path)))
+    failures = list(result.report["errors"])
+    report_error = _write_report(report_path, result.report)
+    if report_error is not None:  # the outputs, summary and comment say so too
+        result.report["errors"].append(str(report_error))
+        result.ok = False
+    report_output = "" if report_error else actions.relative_to_workspace(report_path)
+    actions.set_outputs(report.action_outputs(result.report, report_output))
     actions.append_summary(report.summary_markdown(result.report))
     if cfg is not None:
         _comment(cfg, result.report)
     for path in (workspace / ".go-arm-lambda", report_path, *([cfg.out] if cfg else [])):
         actions.chown_like_workspace(path)
+    _show_step_errors(result, args.debug)
     if result.error is not None:
-        present_error(result.error, summary=False)  # the summary already lists it
-        return result.error.exit_code
-    for line in result.report["errors"]:
+        present_error(result.error, debug=args.debug, summary=False)  # the summary already lists it
+        return result.error.exit_code  # one ::error for what stopped the job, even if the report failed too
+    for line in failures:
         actions.annotate("error", line, title="deploy failed")
+    if report_error is not None:
+        present_error(report_error, debug=args.debug, summary=False)
     print(report.text_table(result.report))
     return EXIT_OK if result.ok else EXIT_FAILED
 
@@ -319,7 +347,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from go_arm_lambda import doctor
 
     checks = doctor.run_doctor()
-    if getattr(args, "json", False):
+    if _flags(args).json:
         print(doctor.checks_to_json(checks))
     else:
         print(doctor.format_checks(checks), end="")
@@ -328,7 +356,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 # --- errors ------------------------------------------------------------------------------------------------
 
-def present_error(err: UserError, *, summary: bool = True) -> None:
+def present_error(err: UserError, *, debug: bool = False, summary: bool = True) -> None:
+    """The one line (after any details), its `::error` annotations under Actions, and with debug the traceback
+    of what caused it."""
+    if debug:
+        traceback.print_exception(err)
     if err.details:
         print(err.details.rstrip(), file=sys.stderr)
     print(f"error: {err}", file=sys.stderr)
@@ -348,27 +380,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse has printed the usage error
         return EXIT_USAGE if exc.code else EXIT_OK
     # RUNNER_DEBUG is what "re-run with debug logging" sets in Actions.
-    debug = getattr(args, "debug", False) or os.environ.get("RUNNER_DEBUG") == "1"
+    args.debug = args.debug or os.environ.get("RUNNER_DEBUG") == "1"
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except UserError as err:
-        if debug:
-            traceback.print_exception(err)
-        present_error(err)
-        return err.exit_code
-    except OSError as exc:  # a file or directory the user named: a clear line, not a traceback
-        if debug:
-            traceback.print_exc()
-        where = f" {exc.filename}" if exc.filename else ""
-        present_error(UserError(f"cannot use{where}: {exc.strerror or exc}", "check the path and its permissions"))
-        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
-        if debug:
-            raise
-        print(f"error: internal error: {type(exc).__name__}: {exc}. Run again with --debug and report the traceback.",
-              file=sys.stderr)
-        return EXIT_FAILED
+    except Exception as exc:  # ours as they are, an OSError as the path it names, anything else as a bug
+        err = as_user_error(exc)
+        present_error(err, debug=args.debug)
+        return err.exit_code

@@ -1,24 +1,30 @@
-"""All inputs in one typed object.
+"""All inputs in one typed object, and the one table that describes them: `Config`.
 
-Three sources, one table: CLI flags beat `INPUT_*` variables (GitHub Actions), which beat the config file
-(`go-arm-lambda.toml` in the source directory, or `--config`), which beats the defaults in `FIELDS`. Under
-Actions, action.yml defaults never reach `docker run`, so the defaults here are the only ones that count.
+Each field of `Config` is an input, declared with `inputs.setting()`: its default, converter, help text, CLI
+flag, Action input and config-file key in one place. The argparse parsers, action.yml's inputs and the README's
+input list and CLI synopsis are generated from it (`python -m go_arm_lambda.docs --write`), and tests hold them
+to it. A new input is one field here, then that command.
+
+Three sources: CLI flags beat `INPUT_*` variables (GitHub Actions), which beat the config file
+(`go-arm-lambda.toml` in the source directory, or `--config`), which beats the defaults. Under Actions,
+action.yml defaults never reach `docker run`, so the defaults here are the only ones that count.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import re
 import tomllib
 import urllib.parse
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from go_arm_lambda import limits
+from go_arm_lambda import inputs, limits
 from go_arm_lambda.errors import UsageError
+from go_arm_lambda.inputs import BUILD, DEPLOY, Choice, Input, setting
 
 MODES = ("layer", "bootstrap")
 RUNTIMES = ("provided.al2023", "provided.al2")
@@ -41,151 +47,6 @@ class FunctionSpec:
         return self.name
 
 
-@dataclass(frozen=True)
-class Config:
-    source: Path = Path(".")
-    config_file: Path | None = None
-    functions: tuple[FunctionSpec, ...] = ()
-    out: Path = Path(".go-arm-lambda/dist")
-    mode: str = "layer"
-    runtime: str = "provided.al2023"
-    tags: tuple[str, ...] = ()
-    ldflags: str = ""
-    goarm64: str = "v8.0"
-    cgo: bool = False
-    go: str = "go"
-    verify: bool = True
-    allow_custom_runtime_client: bool = False
-    smoke: bool = True
-    smoke_event: str = "{}"
-    smoke_timeout: float = 10.0
-    regions: tuple[str, ...] = ()
-    layer_name: str = "go-arm-lambda-bootstrap"
-    layer_permissions: tuple[str, ...] = ()
-    publish: bool = False
-    alias: str | None = None
-    s3_bucket: str | None = None
-    s3_prefix: str = "go-arm-lambda/"
-    endpoint_url: str | None = None
-    dry_run: bool = False
-    report: Path | None = None
-    concurrency: int = 8
-    github_token: str | None = field(default=None, repr=False)
-    comment: str = "auto"
-    comment_id: str = "default"
-    pr_number: int | None = None
-    json: bool = False
-
-    @property
-    def layer_mode(self) -> bool:
-        return self.mode == "layer"
-
-
-# --- converters: each takes the raw value and a description of where it came from -------------------------
-
-def _split_list(raw: Any, where: str) -> tuple[str, ...]:
-    """A list from a TOML array, repeated flags, or one string separated by commas, newlines or spaces.
-
-    Repeats are dropped (first one wins): a region listed twice would otherwise be deployed twice at once.
-    """
-    if isinstance(raw, list | tuple):
-        items = [_scalar(x, where) for x in raw]
-    elif isinstance(raw, str):
-        # Action inputs are single strings; people write lists one per line, comma or space separated.
-        items = re.split(r"[,\s]+", raw)
-    else:
-        raise UsageError(f"{where} must be a list of strings, not {raw!r}", "write it as a list or one per line")
-    return tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
-
-
-def _scalar(raw: Any, where: str) -> str:
-    """A config file's value where one string is expected: a TOML table or array is a mistake, not text."""
-    if isinstance(raw, dict | list | tuple):
-        raise UsageError(f"{where} must be a single value, not {type(raw).__name__} {raw!r}",
-                         "write it as a quoted string")
-    return str(raw).strip()
-
-
-def _bool(raw: Any, where: str) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = _scalar(raw, where).lower()
-    if text in ("true", "yes", "1", "on"):
-        return True
-    if text in ("false", "no", "0", "off", ""):
-        return False
-    raise UsageError(f"{where}={raw!r} is not a boolean", "use true or false")
-
-
-def _int(raw: Any, where: str) -> int:
-    try:
-        value = int(_scalar(raw, where))
-    except ValueError:
-        raise UsageError(f"{where}={raw!r} is not a whole number", "give a number such as 8") from None
-    if value < 1:
-        raise UsageError(f"{where}={value} must be at least 1", "give a positive number")
-    return value
-
-
-def _seconds(raw: Any, where: str) -> float:
-    try:
-        value = float(_scalar(raw, where))
-    except ValueError:
-        raise UsageError(f"{where}={raw!r} is not a number", "give seconds, such as 10") from None
-    # Lambda's own ceiling: a function that needs longer could not run on Lambda either.
-    if not 0 < value <= limits.MAX_TIMEOUT_S:
-        raise UsageError(f"{where}={value:g} is out of range",
-                         f"give seconds from 1 to {limits.MAX_TIMEOUT_S}, such as 10")
-    return value
-
-
-def _text(raw: Any, where: str) -> str:
-    return _scalar(raw, where)
-
-
-def _optional_text(raw: Any, where: str) -> str | None:
-    return _scalar(raw, where) or None
-
-
-def _path(raw: Any, where: str) -> Path:
-    return Path(_scalar(raw, where))
-
-
-def _optional_path(raw: Any, where: str) -> Path | None:
-    text = _scalar(raw, where)
-    return Path(text) if text else None
-
-
-def _optional_int(raw: Any, where: str) -> int | None:
-    return _int(raw, where) if _scalar(raw, where) else None
-
-
-def _event(raw: Any, where: str) -> str:
-    """The smoke event: JSON text or @FILE; in the config file a TOML table is taken as the JSON object."""
-    if isinstance(raw, dict | list):
-        return json.dumps(raw)
-    return _scalar(raw, where)
-
-
-def _choice(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
-    def convert(raw: Any, where: str) -> str:
-        value = _scalar(raw, where)
-        if value not in choices:
-            listed = ", ".join(choices)
-            raise UsageError(f"{where}={value!r} is not one of {listed}", f"use one of {listed}")
-        return value
-    return convert
-
-
-def _goarm64(raw: Any, where: str) -> str:
-    value = _scalar(raw, where)
-    try:
-        limits.check_goarm64(value)
-    except UsageError as exc:
-        raise UsageError(f"{where}: {exc.what}", exc.fix) from None
-    return value
-
-
 def parse_function(text: str, where: str) -> FunctionSpec:
     name, sep, package = text.partition("=")
     name, package = name.strip(), package.strip()
@@ -203,68 +64,124 @@ def _functions(raw: Any, where: str) -> tuple[FunctionSpec, ...]:
     items = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list | tuple) else None
     if items is None:
         raise UsageError(f"{where} must be NAME=PACKAGE lines, not {raw!r}", "write one NAME=PACKAGE per line")
-    lines = [line.strip() for item in items for line in re.split(r"[,\n]", _scalar(item, where))]
+    lines = [line.strip() for item in items for line in re.split(r"[,\n]", inputs.scalar(item, where))]
     return tuple(parse_function(line, where) for line in lines if line and not line.startswith("#"))
 
 
+# Commands beyond build/deploy that share an input's flag (they read it without the file or INPUT_*).
+_JSON_OUTPUT = (*BUILD, "verify", "smoke", "layer package", "layer upload", "doctor")
+
+
 @dataclass(frozen=True)
-class _Field:
-    convert: Callable[[Any, str], Any]
-    flag: str  # the action input and config key; also the CLI flag unless `cli` says otherwise
-    cli: str = ""  # repeatable CLI flags are singular: --function, --region, --layer-permission
+class Config:
+    """The input table. Field order is the order of `--help`, action.yml and the README."""
+
+    source: Path = setting(
+        Path("."), inputs.path, "Directory with the Go source (the module root or above it; in the Action, "
+        "relative to the workspace); packages and the config file are found relative to it.", commands=BUILD,
+        action="working-directory", in_file=False,
+        metavar="DIR")
+    config_file: Path | None = setting(
+        None, inputs.optional_path, f"The config file, relative to the source directory; without it, "
+        f"{CONFIG_FILE_NAME} there when it exists.", commands=BUILD, name="config", in_file=False, metavar="FILE")
+    functions: tuple[FunctionSpec, ...] = setting(
+        (), _functions, "The functions, each as NAME=PACKAGE (e.g. `orders-api=./cmd/orders`): NAME is the Lambda "
+        "function's name or ARN, PACKAGE its Go main package relative to the source directory. Repeat the flag; "
+        "in the input, one per line or comma separated.", commands=BUILD, flag="function", repeat=True,
+        metavar="NAME=PACKAGE")
+    out: Path = setting(Path(".go-arm-lambda/dist"), inputs.path, "Output directory for the binaries and zips.",
+                        commands=BUILD, action=None, metavar="DIR")
+    mode: str = setting(
+        "layer", Choice(MODES), "`layer`: each binary keeps its own name, the function's Handler names it, and our "
+        "/opt/bootstrap layer runs it (go1.x-style handlers keep working). `bootstrap`: each binary is named "
+        "bootstrap, no layer.", commands=BUILD)
+    runtime: str = setting(
+        "provided.al2023", Choice(RUNTIMES), "Target runtime: provided.al2023 (glibc 2.34, supported to 2029) or "
+        "provided.al2 (deprecated).", commands=(*BUILD, "verify", "smoke"))
+    tags: tuple[str, ...] = setting((), inputs.split_list, "Extra Go build tags, comma separated (lambda.norpc is "
+                                    "always set).", commands=BUILD, action="build-tags", metavar="T1,T2")
+    ldflags: str = setting("", inputs.text, "Extra linker flags (-s -w is always set).", commands=BUILD,
+                           metavar="FLAGS")
+    goarm64: str = setting("v8.0", inputs.goarm64, "GOARM64 level, v8.0 to v8.2 (Lambda may run on Graviton2, so "
+                           "nothing above v8.2).", commands=BUILD, metavar="LEVEL")
+    cgo: bool = setting(False, inputs.boolean, "Build with CGO_ENABLED=1 and the aarch64 cross compiler.",
+                        commands=BUILD)
+    go: str = setting("go", inputs.text, "The go command: a name on PATH, or a path.", commands=BUILD, action=None,
+                      metavar="PATH")
+    verify: bool = setting(True, inputs.boolean, "Check each binary (arm64, static or glibc-compatible, "
+                           "aws-lambda-go present) before shipping.", commands=BUILD)
+    allow_custom_runtime_client: bool = setting(
+        False, inputs.boolean, "Accept binaries without aws-lambda-go (own Runtime API client) with a warning "
+        "instead of an error.", commands=(*BUILD, "verify"))
+    smoke: bool = setting(True, inputs.boolean, "Invoke every function once under qemu against a local Lambda "
+                          "Runtime API before deploying.", commands=BUILD)
+    smoke_event: str = setting("{}", inputs.event, "The event for the smoke invocation, as JSON or @FILE.",
+                               commands=BUILD, metavar="JSON|@FILE")
+    smoke_timeout: float = setting(10.0, inputs.seconds, "Seconds to wait for a smoke invocation's response.",
+                                   commands=BUILD, metavar="S")
+    concurrency: int = setting(8, inputs.count, "Parallel builds, packaging and deploys.", commands=BUILD,
+                               action=None, metavar="N")
+    regions: tuple[str, ...] = setting(
+        (), inputs.split_list, "AWS regions to deploy to (repeat the flag; in the input, comma or newline "
+        "separated). The Action without regions builds, verifies, smoke-tests and packages only.",
+        commands=DEPLOY, flag="region", repeat=True, metavar="REGION")
+    layer_name: str = setting("go-arm-lambda-bootstrap", inputs.text, "Name of the bootstrap layer to publish "
+                              "(layer mode).", commands=DEPLOY, metavar="NAME")
+    layer_permissions: tuple[str, ...] = setting(
+        (), inputs.split_list, "Who else may use the layer: 12-digit account ids, `*`, or `org:o-xxxxxxxxxx` "
+        "(repeat the flag; in the input, comma or newline separated).", commands=DEPLOY, flag="layer-permission",
+        repeat=True, metavar="PRINCIPAL")
+    publish: bool = setting(False, inputs.boolean, "Publish a new function version after each update.",
+                            commands=DEPLOY, action="publish-version")
+    alias: str | None = setting(None, inputs.optional_text, "Alias to point at the published version (needs "
+                                "publishing on).", commands=DEPLOY, metavar="NAME")
+    s3_bucket: str | None = setting(
+        None, inputs.optional_text, "Upload zips through this bucket (needed above 50 MB). It must be in the "
+        "function's region: with several regions, `{region}` in the name stands for each.", commands=DEPLOY,
+        metavar="BUCKET")
+    s3_prefix: str = setting("go-arm-lambda/", inputs.text, "Key prefix for uploads to the S3 bucket.",
+                             commands=DEPLOY, metavar="PREFIX")
+    endpoint_url: str | None = setting(None, inputs.optional_text, "AWS endpoint URL override (LocalStack, moto); "
+                                       "leave empty for AWS.", commands=(*DEPLOY, "layer upload"), metavar="URL")
+    dry_run: bool = setting(False, inputs.boolean, "Build, check and show the plan, but change nothing in AWS.",
+                            commands=DEPLOY)
+    report: Path | None = setting(None, inputs.optional_path, "Write the JSON job report to this file (the Action "
+                                  "always writes .go-arm-lambda/report.json).", commands=DEPLOY, action=None,
+                                  metavar="FILE")
+    # The pull-request comment is the Action's alone: the CLI writes no comment, so these have no flags.
+    github_token: str | None = setting(None, inputs.optional_text, "Token for the pull request comment; needs "
+                                       "`pull-requests: write`.", action_default="${{ github.token }}", secret=True)
+    comment: str = setting(
+        "auto", Choice(COMMENT_POLICIES), "Sticky pull request comment: `auto` (on pull request events), `always`, "
+        "or `never`. On a fork's pull request the token is read-only: a warning and the job summary instead.")
+    comment_id: str = setting("default", inputs.text, "Tells this job's comment apart from another job's on the "
+                              "same pull request.")
+    pr_number: int | None = setting(None, inputs.optional_count, "Pull request to comment on, when the event "
+                                    "payload has none (e.g. workflow_dispatch).")
+    json: bool = setting(False, inputs.boolean, "Print one JSON document instead of text.", commands=_JSON_OUTPUT,
+                         action=None)
 
     @property
-    def cli_flag(self) -> str:
-        return f"--{self.cli or self.flag}"
+    def layer_mode(self) -> bool:
+        return self.mode == "layer"
 
 
-FIELDS: dict[str, _Field] = {
-    "source": _Field(_path, "source"),
-    "config_file": _Field(_optional_path, "config"),
-    "functions": _Field(_functions, "functions", "function"),
-    "out": _Field(_path, "out"),
-    "mode": _Field(_choice(MODES), "mode"),
-    "runtime": _Field(_choice(RUNTIMES), "runtime"),
-    "tags": _Field(_split_list, "tags"),
-    "ldflags": _Field(_text, "ldflags"),
-    "goarm64": _Field(_goarm64, "goarm64"),
-    "cgo": _Field(_bool, "cgo"),
-    "go": _Field(_text, "go"),
-    "verify": _Field(_bool, "verify"),
-    "allow_custom_runtime_client": _Field(_bool, "allow-custom-runtime-client"),
-    "smoke": _Field(_bool, "smoke"),
-    "smoke_event": _Field(_event, "smoke-event"),
-    "smoke_timeout": _Field(_seconds, "smoke-timeout"),
-    "regions": _Field(_split_list, "regions", "region"),
-    "layer_name": _Field(_text, "layer-name"),
-    "layer_permissions": _Field(_split_list, "layer-permissions", "layer-permission"),
-    "publish": _Field(_bool, "publish"),
-    "alias": _Field(_optional_text, "alias"),
-    "s3_bucket": _Field(_optional_text, "s3-bucket"),
-    "s3_prefix": _Field(_text, "s3-prefix"),
-    "endpoint_url": _Field(_optional_text, "endpoint-url"),
-    "dry_run": _Field(_bool, "dry-run"),
-    "report": _Field(_optional_path, "report"),
-    "concurrency": _Field(_int, "concurrency"),
-    "github_token": _Field(_optional_text, "github-token"),
-    "comment": _Field(_choice(COMMENT_POLICIES), "comment"),
-    "comment_id": _Field(_text, "comment-id"),
-    "pr_number": _Field(_optional_int, "pr-number"),
-    "json": _Field(_bool, "json"),
-}
+def _rows() -> dict[str, Input]:
+    rows = {}
+    for f in dataclasses.fields(Config):
+        row: Input = f.metadata["input"]
+        rows[f.name] = dataclasses.replace(row, key=f.name, default=f.default,
+                                           name=row.name or f.name.replace("_", "-"))
+    return rows
 
-# Action inputs whose names differ from the CLI flag, because the Action reads better with them.
-ACTION_INPUT_ALIASES = {
-    "working-directory": "source",
-    "build-tags": "tags",
-    "publish-version": "publish",
-    "config": "config_file",
-}
-# Settings of the command line only: the Action decides these itself (where output goes, which go, JSON).
-CLI_ONLY = frozenset({"out", "go", "concurrency", "report", "json"})
-# The Action's inputs, as action.yml declares them (tests/test_dockerfile.py holds the two together).
-ACTION_INPUTS = {f.flag: key for key, f in FIELDS.items()
-                 if key not in CLI_ONLY and key not in ACTION_INPUT_ALIASES.values()} | ACTION_INPUT_ALIASES
+
+# Every input by its Config field.
+FIELDS: dict[str, Input] = _rows()
+# The Action's inputs, as action.yml declares them: input name -> Config field.
+ACTION_INPUTS: dict[str, str] = {row.action_name: key for key, row in FIELDS.items() if row.action_name}
+# Config-file keys: an input's name or its Action input's name, kebab-case or snake_case.
+_FILE_KEYS: dict[str, str] = {n: key for key, row in FIELDS.items()
+                              for n in (row.name, row.action_name) if n}
 
 
 def action_input(env: Mapping[str, str], name: str) -> str | None:
@@ -287,7 +204,7 @@ def from_action_env(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """Raw values from a TOML file. Keys are the flag names (kebab-case); snake_case is accepted too."""
+    """Raw values from a TOML file. Keys are the inputs' names (kebab-case); snake_case is accepted too."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -297,18 +214,24 @@ def read_config_file(path: Path) -> dict[str, Any]:
                          "point the config path at a readable TOML file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"config file {path} is not valid TOML ({exc})", "fix the syntax at that place") from None
-    by_flag = {f.flag: key for key, f in FIELDS.items()} | ACTION_INPUT_ALIASES
     raw: dict[str, Any] = {}
     for k, v in data.items():
-        key = by_flag.get(k) or by_flag.get(k.replace("_", "-"))
-        if key == "source":
-            raise UsageError(f"config file {path}: {k!r} cannot be set in the file that the source directory holds",
-                             "pass --source (or working-directory) instead")
-        if key is None or key == "config_file":
-            known = ", ".join(sorted(f.flag for f in FIELDS.values() if f.flag != "config"))
+        key = _FILE_KEYS.get(k) or _FILE_KEYS.get(k.replace("_", "-"))
+        if key is None:
+            known = ", ".join(sorted(row.name for row in FIELDS.values() if row.in_file))
             raise UsageError(f"config file {path}: unknown key {k!r}", f"use one of: {known}")
+        row = FIELDS[key]
+        if not row.in_file:  # the file's own location, or the directory that holds it
+            given = " or ".join(f"`{n}`" for n in (row.cli_flag, row.action_name and f"the {row.action_name} input")
+                                if n)
+            raise UsageError(f"config file {path}: {k!r} cannot be set in the file", f"give it as {given} instead")
         raw[key] = (v, f"{path}: {k}")
     return raw
+
+
+def convert_flags(cli: Mapping[str, Any]) -> dict[str, Any]:
+    """Typed values from the flags the user gave, keyed by field; an unknown key is a bug, not input."""
+    return {k: FIELDS[k].convert(v, FIELDS[k].cli_flag) for k, v in cli.items() if v is not None}
 
 
 def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
@@ -320,13 +243,11 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
     env = os.environ if env is None else env
     if use_action_inputs is None:
         use_action_inputs = env.get("GITHUB_ACTIONS") == "true"
-    cli_raw = {k: (v, FIELDS[k].cli_flag) for k, v in (cli or {}).items() if v is not None}
     action_raw = from_action_env(env) if use_action_inputs else {}
 
-    values: dict[str, Any] = {}
-    for layer in (action_raw, cli_raw):  # the file's location comes from these two
-        for key, (raw, where) in layer.items():
-            values[key] = FIELDS[key].convert(raw, where)
+    # The file's location comes from these two.
+    values = {key: FIELDS[key].convert(raw, where) for key, (raw, where) in action_raw.items()}
+    values |= convert_flags(cli or {})
     source: Path = values.get("source", Config.source)
     config_file: Path | None = values.get("config_file")
     if config_file is not None:
