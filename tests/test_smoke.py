@@ -21,71 +21,9 @@ from conftest import FUNCTIONS_MODULE, ROOT, GoBuilder, require_tool
 from foreignzip import foreign_zip
 from go_arm_lambda import package
 from go_arm_lambda.errors import UsageError
-from go_arm_lambda.limits import MAX_EVENT
-from go_arm_lambda.smoke import SmokeResult, format_result, lambda_env, load_event, smoke
+from go_arm_lambda.smoke import SmokeResult, format_result, lambda_env, smoke
 
 # ---------------------------------------------------------------------------------------------- inputs
-
-
-def test_load_event_inline_and_file(tmp_path: Path) -> None:
-    assert load_event('{"name": "Ada"}') == b'{"name": "Ada"}'
-    event = tmp_path / "event.json"
-    event.write_text('{"items": [1, 2]}')
-    assert load_event(f"@{event}") == b'{"items": [1, 2]}'
-
-
-@pytest.mark.parametrize(("text", "says"), [
-    ("{name: Ada}", "--event is not valid JSON"),
-    ("@/nonexistent/event.json", "event file '/nonexistent/event.json' does not exist"),
-    ("@/dev/zero", "event file '/dev/zero' is not a regular file"),  # would read forever
-    ("@/tmp", "event file '/tmp' is a directory"),
-])
-def test_load_event_rejects_bad_input(text: str, says: str) -> None:
-    with pytest.raises(UsageError, match="^" + says) as info:
-        load_event(text)
-    assert info.value.exit_code == 2 and "--event" in info.value.fix
-
-
-def test_load_event_does_not_block_on_a_fifo(tmp_path: Path) -> None:
-    fifo = tmp_path / "event.json"
-    os.mkfifo(fifo)
-    raised: list[BaseException] = []
-
-    def load() -> None:
-        try:
-            load_event(f"@{fifo}")
-        except BaseException as exc:
-            raised.append(exc)
-
-    reader = threading.Thread(target=load, daemon=True)
-    reader.start()
-    reader.join(5)
-    if reader.is_alive():  # release the blocked open() so the thread ends, then fail
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        pytest.fail("load_event blocked on a FIFO")
-    [err] = raised
-    assert isinstance(err, UsageError) and str(err).startswith(f"event file '{fifo}' is not a regular file.")
-
-
-def test_event_size_is_lambdas_payload_limit(tmp_path: Path) -> None:
-    largest = b"{}".ljust(MAX_EVENT)  # JSON may end in whitespace: exactly 6 MB, still valid
-    event = tmp_path / "event.json"
-    event.write_bytes(largest)
-    assert load_event(f"@{event}") == largest
-    event.write_bytes(largest + b" ")
-    with pytest.raises(UsageError) as info:
-        load_event(f"@{event}")
-    assert str(info.value) == (f"event file '{event}' is larger than 6,291,456 bytes, Lambda's limit for an "
-                               "invocation payload. pass a smaller event (--event JSON or --event @FILE)")
-    with pytest.raises(UsageError, match=r"^--event is larger than 6,291,456 bytes"):
-        load_event((largest + b" ").decode())
-
-
-def test_load_event_rejects_a_file_that_is_not_json(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.json"
-    bad.write_bytes(b"\xff\xfe not json")
-    with pytest.raises(UsageError, match=f"event file '{bad}' is not valid JSON"):
-        load_event(f"@{bad}")
 
 
 def test_inputs_are_checked_before_anything_runs(tmp_path: Path, answer_zip: Path) -> None:

@@ -202,7 +202,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     from go_arm_lambda import smoke
 
     flags = _flags(args)
-    result = smoke.smoke(args.zip, args.handler, layer_zip=args.layer, event=smoke.load_event(args.event),
+    result = smoke.smoke(args.zip, args.handler, layer_zip=args.layer, event=config.load_event(args.event),
                          timeout=args.timeout, runtime=flags.runtime)
     if flags.json:
         _print_json(result.to_json())

@@ -13,8 +13,11 @@ action.yml defaults never reach `docker run`, so the defaults here are the only 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import json
 import os
 import re
+import stat
 import tomllib
 import urllib.parse
 from collections.abc import Mapping
@@ -281,6 +284,53 @@ def _check_together(cfg: Config) -> None:
     if cfg.out.exists() and not cfg.out.is_dir():
         raise UsageError(f"output directory {cfg.out} is a file", "point --out at a directory (it is created)")
     if cfg.smoke:
-        from go_arm_lambda.smoke import load_event  # the runner owns the event format; fail now, not after the build
-
         load_event(cfg.smoke_event)
+
+
+# --- the smoke event: read with the other inputs, so that a bad one stops the job before the build ----------
+
+def load_event(text: str) -> bytes:
+    """`--event` value: inline JSON, or `@FILE`. Returns the bytes to send, after checking they are JSON
+    and within Lambda's payload limit."""
+    if not text.startswith("@"):
+        data = text.encode()
+        check_event(data, "--event")
+        return data
+    path = Path(text[1:])
+    what = f"event file {str(path)!r}"
+    fix = "pass --event @PATH to a JSON file, or the JSON itself"
+    check_regular_file(path, what, fix)
+    try:
+        with path.open("rb") as f:
+            data = f.read(limits.MAX_EVENT + 1)  # one byte more than allowed is enough to refuse it
+    except OSError as exc:
+        raise UsageError(f"{what} cannot be read: {exc.strerror or exc}", fix) from None
+    check_event(data, what)
+    return data
+
+
+def check_event(data: bytes, what: str) -> None:
+    """An event Lambda would accept: JSON, within the payload limit; `what` names it in the error."""
+    if len(data) > limits.MAX_EVENT:
+        raise UsageError(f"{what} is larger than {limits.MAX_EVENT:,} bytes, Lambda's limit for an invocation payload",
+                         "pass a smaller event (--event JSON or --event @FILE)")
+    try:
+        json.loads(data)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both
+        raise UsageError(f"{what} is not valid JSON ({exc})",
+                         "pass a JSON document, e.g. --event '{\"name\": \"Ada\"}' or --event @event.json"
+                         ) from None
+
+
+def check_regular_file(path: Path, what: str, fix: str) -> None:
+    """Inputs are read whole: a FIFO would block the reader and a device (/dev/zero) never ends, so only a
+    regular file (or a link to one) is taken."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        why = "does not exist" if exc.errno == errno.ENOENT else f"cannot be read: {exc.strerror or exc}"
+        raise UsageError(f"{what} {why}", fix) from None
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{what} is a directory", fix)
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"{what} is not a regular file", fix)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from go_arm_lambda import __version__, build, package, proc, report, smoke, verify
-from go_arm_lambda.config import Config
+from go_arm_lambda.config import Config, load_event
 from go_arm_lambda.errors import SmokeError, UsageError, UserError, VerifyError, as_user_error
 
 Stage = Callable[[str], AbstractContextManager[object]]
@@ -121,7 +121,7 @@ def check_verdicts(built: list[build.BuiltFunction], verdicts: dict[Path, verify
 
 
 def run_smoke(cfg: Config, functions: list[FunctionArtifacts], layer: package.Artifact | None) -> None:
-    event = smoke.load_event(cfg.smoke_event)
+    event = load_event(cfg.smoke_event)
 
     def one(f: FunctionArtifacts) -> smoke.SmokeResult:
         return smoke.smoke(f.zip.path, f.built.handler, layer_zip=layer.path if layer else None, event=event,

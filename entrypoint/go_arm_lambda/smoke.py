@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import collections
 import datetime
-import errno
 import json
 import math
 import os
 import signal
-import stat
 import tempfile
 import threading
 import time
@@ -25,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from go_arm_lambda import limits, proc, toolchain
+from go_arm_lambda import config, limits, proc, toolchain
 from go_arm_lambda.errors import UsageError
 from go_arm_lambda.package import extract_zip
 from go_arm_lambda.runtime_api import Posted, RuntimeApiEmulator
@@ -53,52 +51,6 @@ class SmokeResult:
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "response": self.response, "error": self.error,
                 "duration_ms": self.duration_ms, "stderr_tail": self.stderr_tail}
-
-
-def load_event(text: str) -> bytes:
-    """`--event` value: inline JSON, or `@FILE`. Returns the bytes to send, after checking they are JSON
-    and within Lambda's payload limit."""
-    if not text.startswith("@"):
-        data = text.encode()
-        _check_event(data, "--event")
-        return data
-    path = Path(text[1:])
-    what = f"event file {str(path)!r}"
-    fix = "pass --event @PATH to a JSON file, or the JSON itself"
-    _check_regular_file(path, what, fix)
-    try:
-        with path.open("rb") as f:
-            data = f.read(limits.MAX_EVENT + 1)  # one byte more than allowed is enough to refuse it
-    except OSError as exc:
-        raise UsageError(f"{what} cannot be read: {exc.strerror or exc}", fix) from None
-    _check_event(data, what)
-    return data
-
-
-def _check_event(data: bytes, what: str) -> None:
-    if len(data) > limits.MAX_EVENT:
-        raise UsageError(f"{what} is larger than {limits.MAX_EVENT:,} bytes, Lambda's limit for an invocation payload",
-                         "pass a smaller event (--event JSON or --event @FILE)")
-    try:
-        json.loads(data)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both
-        raise UsageError(f"{what} is not valid JSON ({exc})",
-                         "pass a JSON document, e.g. --event '{\"name\": \"Ada\"}' or --event @event.json"
-                         ) from None
-
-
-def _check_regular_file(path: Path, what: str, fix: str) -> None:
-    """Inputs are read whole: a FIFO would block the reader and a device (/dev/zero) never ends, so only a
-    regular file (or a link to one) is taken."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as exc:
-        why = "does not exist" if exc.errno == errno.ENOENT else f"cannot be read: {exc.strerror or exc}"
-        raise UsageError(f"{what} {why}", fix) from None
-    if stat.S_ISDIR(mode):
-        raise UsageError(f"{what} is a directory", fix)
-    if not stat.S_ISREG(mode):
-        raise UsageError(f"{what} is not a regular file", fix)
 
 
 def smoke(function_zip: Path, handler: str, *, layer_zip: Path | None = None, event: bytes = b"{}",
@@ -159,13 +111,13 @@ def _check_inputs(function_zip: Path, handler: str, layer_zip: Path | None, even
     for what, path in (("function zip", function_zip), ("layer zip", layer_zip)):
         if path is None:
             continue
-        _check_regular_file(Path(path), f"{what} {str(path)!r}",
-                           "pass the zip that go-arm-lambda package wrote (build it first, or fix the path)")
+        config.check_regular_file(Path(path), f"{what} {str(path)!r}",
+                                  "pass the zip that go-arm-lambda package wrote (build it first, or fix the path)")
         if not zipfile.is_zipfile(path):
             raise UsageError(f"{what} {str(path)!r} is not a zip file",
                              "pass the zip that go-arm-lambda package wrote")
     limits.check_handler(handler)
-    _check_event(event, "the event")
+    config.check_event(event, "the event")
     if not (math.isfinite(timeout) and 0 < timeout <= limits.MAX_TIMEOUT_S):
         raise UsageError(f"timeout {timeout:g} s is out of range: Lambda allows more than 0 and at most "
                          f"{limits.MAX_TIMEOUT_S} s", "pass --timeout in seconds, e.g. 10")
