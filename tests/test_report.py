@@ -49,7 +49,7 @@ def _state(name: str, region: str, **over: Any) -> r.FunctionDeploy:
         "name": name, "code_sha256": "q80=", "runtime": "provided.al2023", "architecture": "arm64",
         "region": region, "arn": f"arn:aws:lambda:{region}:123456789012:function:{name}", "version": "4",
         "alias": "live", "changes": ["runtime: go1.x -> provided.al2023", "architecture: x86_64 -> arm64", "code"],
-        "status": Status.UPDATED, "error": None}
+        "changed": True, "status": Status.UPDATED, "error": None}
     return typing.cast(r.FunctionDeploy, state | over)
 
 
@@ -341,8 +341,10 @@ def _output(zips: dict[str, FakeArtifact]) -> pipeline.BuildOutput:
 
 def _pipeline_report(zips: dict[str, FakeArtifact], result: DeployResult) -> r.JobReport:
     """The job report exactly as the pipeline makes it from this build and this deploy."""
+    deployed = result.to_report()
+    assert _schema_problems(json.loads(json.dumps(deployed)), r.DeployReport, "deploy") == []  # the executor's side
     cfg = Config(regions=(REGION,), dry_run=result.dry_run)
-    return _conforms(pipeline.job_report(cfg, _output(zips), typing.cast(r.DeployReport, result.to_report())))
+    return _conforms(pipeline.job_report(cfg, _output(zips), deployed))
 
 
 def test_dry_run_of_a_new_layer_shows_no_arn(aws: FakeAws, tmp_path: Path) -> None:
@@ -439,11 +441,11 @@ def test_the_architecture_example_has_the_fields_of_the_types() -> None:
 def test_status_values_are_the_json_strings_and_the_rules_are_decided_on_them() -> None:
     assert json.dumps([Status.NOT_TOUCHED, Status.BUILT]) == '["not-touched", "built"]'
     assert {s for s in Status if s.failed} == {Status.FAILED, Status.NOT_TOUCHED}
-    assert {s for s in Status if s.applies_changes} == {Status.UPDATED, Status.PLANNED}
+    assert {s for s in Status if s.changed(["code"])} == {Status.UPDATED, Status.PLANNED}
     for status in Status:
         assert r.function_failed({"status": status.value}) is status.failed
-        assert r.function_changed({"status": status.value, "changes": ["code"]}) is status.applies_changes
-        assert r.function_changed({"status": status.value, "changes": []}) is False
+        assert r.function_changed({"status": status.value, "changes": ["code"]}) is status.changed(["code"])
+        assert r.function_changed({"status": status.value, "changes": []}) is status.changed([]) is False
 
 
 def test_assemble_decides_changed_by_the_rule_and_refuses_an_unknown_status() -> None:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from go_arm_lambda.aws import LambdaWriter
 from go_arm_lambda.errors import InternalError, UserError
+from go_arm_lambda.report import DeployReport, FunctionDeploy, Status
 from go_arm_lambda.steps import (
     AddLayerPermission,
     FunctionPlan,
@@ -44,7 +45,7 @@ class FunctionResult:
     name: str
     region: str
     arn: str
-    status: str  # updated | unchanged | planned | failed | not-touched
+    status: Status
     changes: list[str]
     code_sha256: str
     runtime: str | None  # the function's runtime and architecture after this run (on a dry run: planned)
@@ -56,9 +57,9 @@ class FunctionResult:
 
     @property
     def changed(self) -> bool:
-        return bool(self.changes) and self.status in ("updated", "planned")
+        return self.status.changed(self.changes)
 
-    def to_report(self) -> dict[str, Any]:
+    def to_report(self) -> FunctionDeploy:
         return {"name": self.name, "region": self.region, "arn": self.arn, "version": self.version,
                 "alias": self.alias, "code_sha256": self.code_sha256, "runtime": self.runtime,
                 "architecture": self.architecture, "changed": self.changed, "changes": list(self.changes),
@@ -84,7 +85,7 @@ class DeployResult:
 
     @property
     def ok(self) -> bool:
-        return not self.errors and all(f.status not in ("failed", "not-touched") for f in self.functions)
+        return not self.errors and not any(f.status.failed for f in self.functions)
 
     @property
     def exceptions(self) -> list[BaseException]:
@@ -94,8 +95,8 @@ class DeployResult:
     def all_errors(self) -> list[str]:
         return [*self.errors, *(f"{f.name} ({f.region}): {f.error}" for f in self.functions if f.error)]
 
-    def to_report(self) -> dict[str, Any]:
-        """The deploy's part of the job report (ARCHITECTURE.md); the CLI merges build/verify/smoke in."""
+    def to_report(self) -> DeployReport:
+        """The deploy's part of the job report; report.assemble merges what the build knows in."""
         layer = None
         if self.layer_name is not None:
             layer = {"name": self.layer_name, "arns": dict(self.layer_arns),
@@ -202,7 +203,7 @@ def _run_region(region: RegionPlan, writer: LambdaWriter | None, pool: ThreadPoo
             _dispatch(step, layer_run)
     except Exception as exc:  # any failure, see _failure
         error = f"not deployed: the layer failed ({_failure(exc)})"
-        untouched = [_Run(writer, layer_run.layer, _as_it_is(fp, alias, "not-touched", error))
+        untouched = [_Run(writer, layer_run.layer, _as_it_is(fp, alias, Status.NOT_TOUCHED, error))
                      for fp in region.functions]
         return layer_run, exc, untouched
     return layer_run, None, list(pool.map(lambda fp: _run_function(fp, writer, layer_run.layer, alias),
@@ -210,11 +211,11 @@ def _run_region(region: RegionPlan, writer: LambdaWriter | None, pool: ThreadPoo
 
 
 def _run_function(fp: FunctionPlan, writer: LambdaWriter | None, layer: _Layer, alias: str | None) -> _Run:
-    run = _Run(writer, layer, _as_it_is(fp, alias, "unchanged"))
+    run = _Run(writer, layer, _as_it_is(fp, alias, Status.UNCHANGED))
     if not fp.steps:
         return run
     result = run.result
-    result.status = "updated" if writer else "planned"
+    result.status = Status.UPDATED if writer else Status.PLANNED
     try:
         if writer and fp.current.last_update_status == "InProgress":
             # Someone else's update is still running: a write now would only meet ResourceConflictException.
@@ -222,14 +223,14 @@ def _run_function(fp: FunctionPlan, writer: LambdaWriter | None, layer: _Layer, 
         for step in fp.steps:
             _dispatch(step, run)
     except Exception as exc:  # any failure, see _failure
-        result.status, result.error, result.exception = "failed", _failure(exc), exc
-    if layer.arn is not None and result.status == "updated":  # name the layer version that now exists
+        result.status, result.error, result.exception = Status.FAILED, _failure(exc), exc
+    if layer.arn is not None and result.status is Status.UPDATED:  # name the layer version that now exists
         pending, published = str(PendingLayer(layer.arn.split(":")[6])), layer_label(layer.arn)
         result.changes = [change.replace(pending, published) for change in result.changes]
     return run
 
 
-def _as_it_is(fp: FunctionPlan, alias: str | None, status: str, error: str | None = None) -> FunctionResult:
+def _as_it_is(fp: FunctionPlan, alias: str | None, status: Status, error: str | None = None) -> FunctionResult:
     """The function as AWS has it before any step; each step's handler then records what it changed, so a
     failure half-way never claims the rest, and a dry run ends where the plan would."""
     # The alias serves fp.version when the plan leaves it alone; a step that moves it says so itself.

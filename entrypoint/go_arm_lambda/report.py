@@ -31,10 +31,9 @@ class Status(StrEnum):
         """The function is not as the run wanted it: this fails the job (exit code, headline, `ok`)."""
         return self in (Status.FAILED, Status.NOT_TOUCHED)
 
-    @property
-    def applies_changes(self) -> bool:
-        """Its changes were made (on a dry run: would be)."""
-        return self in (Status.UPDATED, Status.PLANNED)
+    def changed(self, changes: Sequence[str]) -> bool:
+        """Whether a function with these changes changed (on a dry run: would): only if they were applied."""
+        return bool(changes) and self in (Status.UPDATED, Status.PLANNED)
 
 
 VerifyStatus = Literal["ok", "warnings", "failed", "skipped"]
@@ -73,14 +72,13 @@ class FunctionDeploy(FunctionTarget):
     version: str | None  # only once it exists
     alias: str | None  # only once it points at `version`
     changes: list[str]  # "runtime: go1.x -> provided.al2023", "code", ...
+    changed: bool  # Status.changed's verdict on `changes`; assemble decides it again, so it is never stale
     status: Status
     error: str | None
 
 
 class FunctionReport(FunctionBuild, FunctionDeploy):
     """One function in one region (or, without a deploy, once), as the report holds it."""
-
-    changed: bool  # `function_changed`, never set by hand
 
 
 class PlanLine(TypedDict):
@@ -173,8 +171,7 @@ def function_failed(function: Mapping[str, Any]) -> bool:
 
 
 def function_changed(function: Mapping[str, Any]) -> bool:
-    """Whether this run changed the function (on a dry run: would): it had changes, and they were applied."""
-    return bool(function.get("changes")) and Status(function["status"]).applies_changes
+    return Status(function["status"]).changed(function["changes"])
 
 
 def failed(report: Report) -> bool:
