@@ -491,3 +491,13 @@ def test_the_pipeline_reports_a_build_without_deploy(tmp_path: Path) -> None:
     assert r.summary_markdown(rep).startswith("## ✅ go-arm-lambda built and packaged 2 function(s); not deployed")
     bootstrap = _conforms(pipeline.job_report(Config(mode="bootstrap"), _output(zips), None))
     assert bootstrap["layer"] is None
+
+
+def test_timings_are_in_the_report_and_one_line_of_the_summary() -> None:
+    timings: r.Timings = {"stages": {"build": 12.345, "verify": 0.021, "smoke": 1.5}, "total": 14.2}
+    rep = _conforms(r.assemble(HEADER, [_build("orders")], None, None, None, timings=timings))
+    assert rep["timings"] == timings
+    lines = r.summary_markdown(rep).splitlines()
+    assert lines[4] == "⏱️ build 12.3 s · verify 0.02 s · smoke 1.50 s · total 14.2 s"
+    # A job stopped before any stage ran has nothing to break down.
+    assert "⏱️" not in r.summary_markdown(_conforms(r.assemble(HEADER, [], None, None, None)))

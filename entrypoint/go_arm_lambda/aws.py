@@ -31,6 +31,7 @@ import botocore.config
 import botocore.exceptions
 import botocore.parsers
 
+from go_arm_lambda import progress
 from go_arm_lambda.errors import AwsError
 from go_arm_lambda.steps import AliasState, CodeSource, FunctionState, LayerState, S3Object
 
@@ -38,11 +39,10 @@ T = TypeVar("T")
 
 # Error codes worth another attempt: we are throttled, or AWS had a transient fault. Everything else is final,
 # but for a conflict on a busy function (below).
-_RETRY_CODES = frozenset({
-    "TooManyRequestsException", "ThrottlingException", "Throttling", "ThrottledException", "RequestLimitExceeded",
-    "ServiceException", "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalError",
-    "SlowDown",
-})
+_THROTTLE_CODES = frozenset({"TooManyRequestsException", "ThrottlingException", "Throttling", "ThrottledException",
+                             "RequestLimitExceeded", "SlowDown"})
+_RETRY_CODES = _THROTTLE_CODES | {"ServiceException", "ServiceUnavailable", "ServiceUnavailableException",
+                                  "InternalFailure", "InternalError"}
 # A conflict means "busy with an earlier update" only for calls on a function that is updating; elsewhere
 # (CreateAlias: the alias exists, AddLayerVersionPermission: the statement exists) it never clears.
 _CONFLICT_CODES = frozenset({"ResourceConflictException", "ConflictException"})
@@ -122,9 +122,12 @@ class Aws:
                     return Answer(getattr(client, _snake(operation))(**params), f"{operation} for {what} in {region}")
             except _Retryable as exc:
                 attempt += 1
+                progress.tally(throttled=exc.throttled)
                 if attempt >= self.timing.max_attempts:
                     raise exc.final from None
-                time.sleep(self.timing.backoff(attempt - 1))
+                delay = self.timing.backoff(attempt - 1)
+                progress.tally(retries=1, waited=delay)
+                time.sleep(delay)
 
     def account_id(self, region: str) -> str:
         return str(self.call("sts", region, "GetCallerIdentity", "the caller identity")["Account"])
@@ -155,9 +158,10 @@ def make_session(endpoint_url: str | None = None, *, timing: Timing | None = Non
 
 
 class _Retryable(Exception):
-    def __init__(self, final: AwsError) -> None:
+    def __init__(self, final: AwsError, *, throttled: bool = False) -> None:
         super().__init__(str(final))
         self.final = final
+        self.throttled = throttled  # AWS said "slow down", as opposed to a fault or a busy function
 
 
 def _snake(operation: str) -> str:
@@ -216,7 +220,7 @@ def _client_error(exc: botocore.exceptions.ClientError, operation: str, what: st
         return AwsConflict(summary, _AGAIN_FIX)
     failed = AwsError(summary, _AGAIN_FIX)
     if code in _RETRY_CODES or code in _CONFLICT_CODES or status == 429 or status >= 500:
-        return _Retryable(failed)
+        return _Retryable(failed, throttled=status == 429 or code in _THROTTLE_CODES)
     return failed
 
 
@@ -416,6 +420,7 @@ class LambdaWriter:
                 raise AwsError(f"function {function} in {self.region} was still updating after "
                                f"{self.aws.timing.wait_timeout:.0f} s",
                                "look at it in the console, then retry")
+            progress.tally(polls=1, waited=self.aws.timing.poll_interval)
             time.sleep(self.aws.timing.poll_interval)
 
     def publish_version(self, function: str, *, description: str, code_sha256: str) -> str:

@@ -7,13 +7,15 @@ CDK. Everything that can be checked without compiling is checked before the firs
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Sequence
+import shlex
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from go_arm_lambda import proc, toolchain
+from go_arm_lambda import proc, progress, toolchain
 from go_arm_lambda.config import Config, FunctionSpec
 from go_arm_lambda.errors import BuildError, Location, UsageError
 
@@ -209,8 +211,14 @@ def build(cfg: Config, out_dir: Path) -> list[BuiltFunction]:
 
     def build_batch(key: tuple[Path, Path]) -> proc.Completed:
         (module_dir, directory), packages = key, list(dict.fromkeys(t.relative_package for t in batches[key]))
-        return proc.run([go.path, "build", *flags, "-o", f"{directory}/", *packages], cwd=module_dir, env=env)
+        argv = [go.path, "build", *flags, "-o", f"{directory}/", *packages]
+        progress.note(command_line(argv, module_dir, env))
+        with progress.task(f"go build in {_shown(module_dir, cfg.source.resolve())}") as t:
+            done = proc.run(argv, cwd=module_dir, env=env)
+            t.detail = f"{len(packages)} package{'s' if len(packages) != 1 else ''}" + ("" if done.ok else ", failed")
+        return done
 
+    progress.expect(len(batches))
     with ThreadPoolExecutor(max_workers=max(1, min(len(batches), cfg.concurrency))) as pool:
         results = dict(zip(batches, pool.map(build_batch, batches), strict=True))
 
@@ -227,6 +235,13 @@ def build(cfg: Config, out_dir: Path) -> list[BuiltFunction]:
     where = {id(t): directory for (_, directory), ts in batches.items() for t in ts}
     return [BuiltFunction(t.spec, BOOTSTRAP if cfg.mode == "bootstrap" else t.binary_name,
                           where[id(t)] / t.binary_name, t.package_dir) for t in targets]
+
+
+def command_line(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> str:
+    """The command as run, for the log and to paste into a shell: its directory and the variables it sets."""
+    changed = {k: v for k, v in env.items() if os.environ.get(k) != v}
+    assignments = [f"{k}={shlex.quote(v)}" for k, v in sorted(changed.items())]
+    return f"$ cd {shlex.quote(str(cwd))} && " + " ".join([*assignments, shlex.join(argv)])
 
 
 def _shown(path: Path, source: Path) -> str:

@@ -12,11 +12,10 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from go_arm_lambda import __version__, actions, config, pipeline
+from go_arm_lambda import __version__, actions, config, pipeline, progress
 from go_arm_lambda.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, UserError, as_user_error
 from go_arm_lambda.inputs import BUILD, Input
 
@@ -135,20 +134,6 @@ def _print_json(doc: Any) -> None:
     print(json.dumps(doc, indent=2, sort_keys=False))
 
 
-def _stager(cfg: config.Config) -> pipeline.Stage:
-    """A foldable group per stage under Actions; a header line on stderr otherwise, and always with --json,
-    whose stdout must be the JSON document alone (the runner reads workflow commands on stderr too)."""
-    grouped = actions.in_actions(os.environ) and not cfg.json
-
-    def stage(name: str) -> AbstractContextManager[object]:
-        if grouped:
-            return actions.group(name)
-        print(f"==> {name}", file=sys.stderr, flush=True)
-        return pipeline.no_stage(name)
-
-    return stage
-
-
 def _write_report(path: Path, doc: Any) -> UserError | None:
     """The report file; when it cannot be written, the error that says so (the run's results still stand)."""
     try:
@@ -174,7 +159,7 @@ def _show_step_errors(result: pipeline.JobResult, debug: bool) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     cfg = config.load(_given(args))
-    out = pipeline.build_and_package(cfg, _stager(cfg))
+    out = pipeline.build_and_package(cfg, progress.Job.for_log(json=cfg.json))
     if cfg.json:
         _print_json(out.to_json())
     else:
@@ -245,7 +230,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from go_arm_lambda import report
 
     cfg = config.load(_given(args))
-    result = pipeline.run_job(cfg, _stager(cfg), deploy=True)
+    result = pipeline.run_job(cfg, progress.Job.for_log(json=cfg.json), deploy=True)
     if cfg.json:
         _print_json(result.report)
     elif result.error is None:
@@ -280,7 +265,7 @@ def cmd_action(args: argparse.Namespace) -> int:
         cfg = config.load({}, use_action_inputs=True)
         os.environ.update(actions.prepare_container(env, cfg.source.resolve()))
         # Regions given: build and deploy. None: build, verify, smoke and package only (a pull request check).
-        result = pipeline.run_job(cfg, _stager(cfg), deploy=bool(cfg.regions))
+        result = pipeline.run_job(cfg, progress.Job.for_log(json=cfg.json), deploy=bool(cfg.regions))
     except Exception as exc:  # wrong inputs, or the run could not start (e.g. an unusable workspace)
         err = as_user_error(exc)
         result = pipeline.JobResult(pipeline.job_report(cfg or config.Config(), None, None, errors=[str(err)]),

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from go_arm_lambda import progress
 from go_arm_lambda.aws import LambdaWriter
 from go_arm_lambda.errors import InternalError, UserError
 from go_arm_lambda.report import DeployReport, FunctionDeploy, Status
@@ -178,7 +179,9 @@ def _walk(plan: Plan, writers: Mapping[str, LambdaWriter] | None, concurrency: i
 
 def _dispatch(step: Step, run: _Run) -> None:
     try:
-        HANDLERS[type(step)](step, run)
+        # Its line in the deploy's log, with its duration and what the AWS layer tallied (retries, waits).
+        with progress.task(f"{step.action} {step.target} ({step.region})"):
+            HANDLERS[type(step)](step, run)
     except Exception as exc:
         exc.add_note(f"in step {step.action} of {step.target} in {step.region}")  # for the --debug traceback
         raise

@@ -5,27 +5,20 @@ The CLI and the Action both run this; it raises UserError subclasses and leaves 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from go_arm_lambda import __version__, build, package, proc, report, smoke, verify
+from go_arm_lambda import __version__, build, package, proc, progress, report, smoke, verify
 from go_arm_lambda.config import Config, load_event
 from go_arm_lambda.errors import SmokeError, UsageError, UserError, VerifyError, as_user_error
-
-Stage = Callable[[str], AbstractContextManager[object]]
-
-
-def no_stage(_name: str) -> AbstractContextManager[object]:
-    return contextlib.nullcontext()
 
 
 @dataclass
@@ -69,29 +62,40 @@ def verify_policy(cfg: Config) -> verify.Policy:
     return verify.Policy(runtime=cfg.runtime, allow_custom_runtime_client=cfg.allow_custom_runtime_client)
 
 
-def build_and_package(cfg: Config, stage: Stage = no_stage, output: BuildOutput | None = None) -> BuildOutput:
+def build_and_package(cfg: Config, job: progress.Job | None = None,
+                      output: BuildOutput | None = None) -> BuildOutput:
     """Build, verify, package and smoke-invoke every function; any failure stops the job before AWS is touched.
 
     Results land in `output` as each stage finishes, so a caller that catches a failure still has them.
     """
     output = BuildOutput() if output is None else output
+    stage = (job or progress.Job()).stage
     with stage("build"):
         built = build.build(cfg, cfg.out / "bin")
 
     verdicts: dict[Path, verify.Verdict] = {}
     if cfg.verify:
-        with stage("verify"):
+        binaries = _by_binary(built)  # two functions may share one binary
+        with stage("verify", total=len(binaries)):
             policy = verify_policy(cfg)
-            for binary in dict.fromkeys(b.binary for b in built):  # two functions may share one binary
-                verdicts[binary] = verify.verify_path(binary, policy)
+            for binary, names in binaries.items():
+                with progress.task(names) as t:
+                    verdicts[binary] = verify.verify_path(binary, policy)
+                    t.detail = verdicts[binary].status
             check_verdicts(built, verdicts)
 
-    with stage("package"):
-        output.layer = package.package_layer(cfg.out / "layer.zip") if cfg.layer_mode else None
+    with stage("package", total=len(built) + cfg.layer_mode):
+        if cfg.layer_mode:
+            with progress.task("(layer)") as t:
+                output.layer = package.package_layer(cfg.out / "layer.zip")
+                t.detail = report.size_text(output.layer.size)
 
         def pack(b: build.BuiltFunction) -> FunctionArtifacts:
-            # Their own directory: a function named "layer" must not overwrite layer.zip.
-            artifact = package.package_function(b.binary, b.handler, cfg.out / "functions" / f"{b.spec.short_name}.zip")
+            with progress.task(b.spec.short_name) as t:
+                # Their own directory: a function named "layer" must not overwrite layer.zip.
+                artifact = package.package_function(b.binary, b.handler,
+                                                    cfg.out / "functions" / f"{b.spec.short_name}.zip")
+                t.detail = report.size_text(artifact.size)
             # Over 50 MB is fine here: the planner sends such zips through S3, or refuses without a bucket.
             package.check_limits(artifact, output.layer, b.spec.short_name)
             return FunctionArtifacts(b, artifact, verdicts.get(b.binary))
@@ -101,9 +105,17 @@ def build_and_package(cfg: Config, stage: Stage = no_stage, output: BuildOutput 
             output.functions = list(pool.map(pack, built))
 
     if cfg.smoke:
-        with stage("smoke"):
+        with stage("smoke", total=len(output.functions)):
             run_smoke(cfg, output.functions, output.layer)
     return output
+
+
+def _by_binary(built: list[build.BuiltFunction]) -> dict[Path, str]:
+    """Each binary once, with the names of the functions made from it ("orders, orders-eu")."""
+    names: dict[Path, list[str]] = {}
+    for b in built:
+        names.setdefault(b.binary, []).append(b.spec.short_name)
+    return {binary: ", ".join(shared) for binary, shared in names.items()}
 
 
 def check_verdicts(built: list[build.BuiltFunction], verdicts: dict[Path, verify.Verdict]) -> None:
@@ -124,8 +136,12 @@ def run_smoke(cfg: Config, functions: list[FunctionArtifacts], layer: package.Ar
     event = load_event(cfg.smoke_event)
 
     def one(f: FunctionArtifacts) -> smoke.SmokeResult:
-        return smoke.smoke(f.zip.path, f.built.handler, layer_zip=layer.path if layer else None, event=event,
-                           timeout=cfg.smoke_timeout, function_name=f.built.spec.short_name, runtime=cfg.runtime)
+        with progress.task(f.built.spec.short_name) as t:
+            result = smoke.smoke(f.zip.path, f.built.handler, layer_zip=layer.path if layer else None, event=event,
+                                 timeout=cfg.smoke_timeout, function_name=f.built.spec.short_name,
+                                 runtime=cfg.runtime)
+            t.detail = "ok" if result.ok else "failed: " + (result.error or "").split("\n", 1)[0]
+        return result
 
     # Two at a time: each is one emulated process, and the machine is usually also building or deploying.
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -163,14 +179,15 @@ def _function_build(cfg: Config, f: FunctionArtifacts) -> report.FunctionBuild:
 
 
 def job_report(cfg: Config, output: BuildOutput | None, deployed: report.DeployReport | None,
-               errors: Sequence[str] = ()) -> report.JobReport:
+               errors: Sequence[str] = (), job: progress.Job | None = None) -> report.JobReport:
     """The job report (report.JobReport): this job's stage results, handed to report.assemble as plain values."""
     header: report.JobHeader = {"tool_version": __version__, "dry_run": cfg.dry_run,
                                 "commit": git_commit(cfg.source), "mode": cfg.mode, "runtime": cfg.runtime}
     return report.assemble(
         header, [_function_build(cfg, f) for f in output.functions] if output else [],
         layer_name=cfg.layer_name if cfg.layer_mode else None,
-        layer_sha256=output.layer.sha256 if output and output.layer else None, deployed=deployed, errors=errors)
+        layer_sha256=output.layer.sha256 if output and output.layer else None, deployed=deployed, errors=errors,
+        timings=job.timings() if job else None)
 
 
 @dataclass
@@ -187,29 +204,32 @@ class JobResult:
         return cls(job, error is None and not report.failed(job), error, **more)
 
 
-def run_job(cfg: Config, stage: Stage = no_stage, *, deploy: bool) -> JobResult:
+def run_job(cfg: Config, job: progress.Job | None = None, *, deploy: bool) -> JobResult:
     """The whole job. Never raises: whatever fails, the report says what was done and what stopped it."""
+    job = job or progress.Job()
     output = BuildOutput()
     try:
         if deploy and not cfg.regions:  # before the build: nothing is worth building for a deploy that cannot start
             raise UsageError("no region to deploy to", "give --region (or the regions input), e.g. eu-west-1")
-        build_and_package(cfg, stage, output)
+        build_and_package(cfg, job, output)
         if not deploy:
-            return JobResult.of(job_report(cfg, output, None))
-        return deploy_built(cfg, output, stage)
+            return JobResult.of(job_report(cfg, output, None, job=job))
+        return deploy_built(cfg, output, job)
     except UserError as err:
-        return JobResult.of(job_report(cfg, output, None, errors=[str(err)]), err)
+        return JobResult.of(job_report(cfg, output, None, errors=[str(err)], job=job), err)
     except Exception as exc:  # a bug, or the OS refusing: still report and comment; the cause keeps the traceback
         err = as_user_error(exc)
-        return JobResult.of(job_report(cfg, output, None, errors=[str(err)]), err)
+        return JobResult.of(job_report(cfg, output, None, errors=[str(err)], job=job), err)
 
 
-def deploy_built(cfg: Config, output: BuildOutput, stage: Stage = no_stage) -> JobResult:
+def deploy_built(cfg: Config, output: BuildOutput, job: progress.Job | None = None) -> JobResult:
     """Plan against AWS, then execute (or only preview on --dry-run). Returns the job report and success."""
     # Imported here so that build, verify and package never load boto3, not even through this module.
     from go_arm_lambda import aws, execute, plan
     from go_arm_lambda.steps import DeployConfig
 
+    job = job or progress.Job()
+    stage = job.stage
     session = aws.make_session(cfg.endpoint_url)
     desired = plan.desired_state(DeployConfig.of(cfg),
                                  [(f.built.spec, f.built.handler, f.zip) for f in output.functions], output.layer,
@@ -217,13 +237,16 @@ def deploy_built(cfg: Config, output: BuildOutput, stage: Stage = no_stage) -> J
     with stage("plan"):
         the_plan = plan.make_plan(desired, {r: aws.LambdaView(session, r) for r in desired.regions},
                                   concurrency=cfg.concurrency)
+        actions_planned = Counter(s.action for s in the_plan.steps())
+        progress.note(f"{len(the_plan.steps())} steps in {len(desired.regions)} region(s)"
+                      + "".join(f", {n} {action}" for action, n in actions_planned.items()))
     if cfg.dry_run:
         result = execute.preview(the_plan)
     else:
-        with stage("deploy"):
+        with stage("deploy", total=len(the_plan.steps())):
             result = execute.execute(the_plan, {r: aws.LambdaWriter(session, r) for r in desired.regions},
                                      cfg.concurrency)
-    return JobResult.of(job_report(cfg, output, result.to_report()), step_errors=result.exceptions)
+    return JobResult.of(job_report(cfg, output, result.to_report(), job=job), step_errors=result.exceptions)
 
 
 def write_report(path: Path, job: report.JobReport) -> None:

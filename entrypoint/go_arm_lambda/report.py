@@ -113,6 +113,13 @@ class DeployReport(DeployTotals):
     functions: list[FunctionDeploy]
 
 
+class Timings(TypedDict):
+    """How long the job took, in seconds."""
+
+    stages: dict[str, float]  # per stage that ran ("build", "verify", ...), in the order they ran
+    total: float  # the job's wall time: the stages and what lies between them
+
+
 class JobHeader(TypedDict):
     tool_version: str
     dry_run: bool
@@ -126,10 +133,12 @@ class JobReport(JobHeader, DeployTotals):
 
     layer: LayerReport | None  # None in bootstrap mode
     functions: list[FunctionReport]
+    timings: Timings
 
 
 def assemble(header: JobHeader, built: Sequence[FunctionBuild], layer_name: str | None,
-             layer_sha256: str | None, deployed: DeployReport | None, errors: Sequence[str] = ()) -> JobReport:
+             layer_sha256: str | None, deployed: DeployReport | None, errors: Sequence[str] = (),
+             timings: Timings | None = None) -> JobReport:
     """The job report, the one place it is put together: the deploy's result with what the build knows merged in.
 
     `layer_name` is None in bootstrap mode. Without a deploy (build only, or a failure before it) each built
@@ -151,7 +160,8 @@ def assemble(header: JobHeader, built: Sequence[FunctionBuild], layer_name: str 
     return {**header, "layer": layer, "functions": functions,
             "plan": list(deployed["plan"]) if deployed else [],
             "mutating_calls": deployed["mutating_calls"] if deployed else 0,
-            "errors": [*(deployed["errors"] if deployed else []), *errors]}
+            "errors": [*(deployed["errors"] if deployed else []), *errors],
+            "timings": timings or {"stages": {}, "total": 0.0}}
 
 
 def _not_deployed(built: FunctionBuild) -> FunctionDeploy:
@@ -322,6 +332,21 @@ def _context_line(report: Report, commit: str | None = None, run_url: str | None
     return " · ".join(parts)
 
 
+def timing_line(report: Report) -> str | None:
+    """"⏱️ build 12.3 s · verify 0.21 s · smoke 1.05 s · total 14.0 s"; None when no stage ran."""
+    timings = report.get("timings") or {}
+    stages = timings.get("stages") or {}
+    if not stages:
+        return None
+    parts = [f"{name} {seconds_text(took)}" for name, took in stages.items()]
+    return "⏱️ " + " · ".join([*parts, f"total {seconds_text(timings.get('total') or 0.0)}"])
+
+
+def seconds_text(value: float) -> str:
+    """A duration for people: two decimals below ten seconds, where they tell, one above."""
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+
+
 def _layer_lines(report: Report) -> list[str]:
     layer = report.get("layer")
     if not layer:
@@ -427,6 +452,8 @@ def text_table(report: Report) -> str:
 def summary_markdown(report: Report) -> str:
     """The job summary: a table per region, the layer ARNs, the plan on a dry run, the errors."""
     lines = [f"## {_headline(report)}", "", _context_line(report), ""]
+    timing = timing_line(report)
+    lines += [timing, ""] if timing else []
     lines += [*_layer_lines(report), ""]
     for region, functions in _by_region(report).items():
         lines.append(f"### {region}")
