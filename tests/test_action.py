@@ -134,7 +134,16 @@ def test_deploys_reports_and_keeps_one_sticky_comment(runner: Runner, github_dou
 
     summary = runner.summary.read_text()
     assert "orders-api" in summary and arns["orders-api"] in summary and out["layer-arn"] in summary
-    assert "::group::build" in first.stdout
+    # Each stage's group holds what happened in it and ends with its duration; the summary breaks the time down.
+    groups = dict(re.findall(r"^::group::(\w+)\n(.*?)^::endgroup::$", first.stdout, re.MULTILINE | re.DOTALL))
+    assert {"build", "verify", "package", "smoke", "plan", "deploy"} <= set(groups), first.stdout
+    assert all(re.search(rf"^{name} took \d+\.\d+ s.*\n\Z", body, re.MULTILINE) for name, body in groups.items())
+    assert "/go build -trimpath " in groups["build"]
+    assert re.search(r"^  \d+ steps in 1 region\(s\): .*2 update-code", groups["plan"], re.MULTILINE), groups["plan"]
+    for name in ("verify", "package", "smoke"):
+        assert re.search(r"^  \[\d/\d\] orders-api: .*\d\.\d\d s$", groups[name], re.MULTILINE), groups[name]
+    assert re.search(rf"^  \[\d+/\d+\] update-code hello \({REGION}\): \d+\.\d\d s", groups["deploy"], re.MULTILINE)
+    assert re.search(r"^⏱️ build \d+\.\d+ s · verify .* · total \d+\.\d+ s$", summary, re.MULTILINE), summary
     # The token appears once: in the add-mask command that tells the runner to hide it, before anything else.
     assert first.stdout.splitlines()[0] == f"::add-mask::{TOKEN}"
     assert (first.stdout + first.stderr).count(TOKEN) == 1

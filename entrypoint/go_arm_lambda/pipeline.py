@@ -237,9 +237,9 @@ def deploy_built(cfg: Config, output: BuildOutput, job: progress.Job | None = No
     with stage("plan"):
         the_plan = plan.make_plan(desired, {r: aws.LambdaView(session, r) for r in desired.regions},
                                   concurrency=cfg.concurrency)
-        actions_planned = Counter(s.action for s in the_plan.steps())
-        progress.note(f"{len(the_plan.steps())} steps in {len(desired.regions)} region(s)"
-                      + "".join(f", {n} {action}" for action, n in actions_planned.items()))
+        planned = Counter(s.action for s in the_plan.steps())
+        progress.note(f"{sum(planned.values())} steps in {len(desired.regions)} region(s): "
+                      + (", ".join(f"{n} {action}" for action, n in planned.items()) or "nothing to do"))
     if cfg.dry_run:
         result = execute.preview(the_plan)
     else:
