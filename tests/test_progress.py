@@ -5,6 +5,7 @@ the retries and waits the AWS layer tallied (moto behind the fault proxy)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import pty
 import re
@@ -17,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from awsfakes import FakeAws, artifacts, deploy, desired
+from awsfakes import FAST, FakeAws, artifacts, desired, plan_for
 from conftest import EXAMPLES, ROOT, require_tool
 from go_arm_lambda import progress
-from test_execute import CONFIG, _status
+from go_arm_lambda.aws import LambdaWriter, make_session
+from go_arm_lambda.execute import execute
 
 ITEM = re.compile(r"^  (\[(\d+)/(\d+)\] )?(.+?)(: (.+))?$")
 ESCAPES = re.compile(r"[\r\x1b]")
@@ -237,14 +239,24 @@ def _stages(log: str, grouped: bool) -> dict[str, list[str]]:
 
 # --- the deploy's lines: one per step, with what the AWS layer tallied ---------------------------------------
 
+def _in_progress(body: bytes) -> bytes:
+    """A GetFunction or GetFunctionConfiguration answer saying the update is still running."""
+    answer = json.loads(body)
+    (answer.get("Configuration") or answer)["LastUpdateStatus"] = "InProgress"
+    return json.dumps(answer).encode()
+
+
 def test_each_deploy_step_has_a_line_with_its_retries_and_waits(aws: FakeAws, tmp_path: Path) -> None:
     aws.create_function("orders")
-    aws.proxy.respond("PUT", r"/code$", status=429, code="TooManyRequestsException", message="Rate exceeded")
-    aws.proxy.rewrite("GET", CONFIG, _status("InProgress"), times=2)  # type: ignore[arg-type]
-    job, out = _job()
     want = desired(artifacts(tmp_path, ["orders"]))
+    plan = plan_for(aws.url, want)
+    # After the plan, so that only the waits see them: the code update is throttled once, then still running twice.
+    aws.proxy.respond("PUT", r"/code$", status=429, code="TooManyRequestsException", message="Rate exceeded")
+    aws.proxy.rewrite("GET", r"/functions/orders(/configuration)?$", _in_progress, times=2)
+    job, out = _job()
+    session = make_session(aws.url, timing=FAST)
     with job.stage("deploy"):
-        result = deploy(aws.url, want)
+        result = execute(plan, {r: LambdaWriter(session, r) for r in want.regions})
     assert result.ok, result.all_errors()
     lines = out.getvalue().splitlines()
     steps = {ITEM.match(line).group(4): ITEM.match(line).group(6) for line in lines[1:-1]}  # type: ignore[union-attr]
