@@ -37,7 +37,7 @@ from go_arm_lambda.aws import LambdaView, LambdaWriter, Timing, make_session
 from go_arm_lambda.config import Config, FunctionSpec
 from go_arm_lambda.execute import DeployResult, execute
 from go_arm_lambda.plan import desired_state, make_plan
-from go_arm_lambda.steps import DeployConfig, DesiredState, Plan
+from go_arm_lambda.steps import DeployConfig, DeployRun, DesiredState, Plan
 
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "eu-west-1"
@@ -127,6 +127,10 @@ class FaultProxy:
         # Answers what moto cannot do for real (the aws fixture installs lambdainvoke.LambdaInvoke for Invoke):
         # an answer, or None to forward. Faults still come first.
         self.local: Callable[[Recorded], tuple[int, dict[str, str], bytes] | None] | None = None
+        # Sees every other request with the way to forward it to moto, and answers it (the aws fixture installs
+        # revisions.RevisionIds: RevisionId kept and enforced as Lambda does). Faults still come first.
+        self.guard: Callable[[Recorded, Callable[[], tuple[int, dict[str, str], bytes]]],
+                             tuple[int, dict[str, str], bytes]] | None = None
         self._lock = threading.Lock()
         self._server = _ProxyServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -246,7 +250,9 @@ class FaultProxy:
 
             def _upstream(self, rec: Recorded, body: bytes) -> tuple[int, dict[str, str], bytes]:
                 answer = proxy.local(rec) if proxy.local else None
-                return answer if answer is not None else self._forward(body)
+                if answer is not None:
+                    return answer
+                return proxy.guard(rec, lambda: self._forward(body)) if proxy.guard else self._forward(body)
 
             def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
@@ -414,9 +420,10 @@ def set_moto_auth(moto_url: str, enforced: bool) -> None:
 @pytest.fixture
 def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeAws]:
-    """A clean moto behind a fresh proxy that runs Invoke for real; credentials in the environment for the
-    standard chain."""
-    from lambdainvoke import LambdaInvoke, ZipCache  # it builds on this module, so it comes in late
+    """A clean moto behind a fresh proxy that runs Invoke for real and keeps RevisionIds as Lambda does;
+    credentials in the environment for the standard chain."""
+    from lambdainvoke import LambdaInvoke, ZipCache  # they build on this module, so they come in late
+    from revisions import RevisionIds
 
     reset_moto(moto_server)
     for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
@@ -432,6 +439,7 @@ def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     proxy = FaultProxy(moto_server)
     # One zip cache for the session: it is keyed by CodeSha256, so moto's reset between tests cannot stale it.
     proxy.local = LambdaInvoke(moto_server, ZipCache(tmp_path_factory.getbasetemp() / "invoke-zips"))
+    proxy.guard = RevisionIds()
     try:
         yield FakeAws(moto_server, proxy)
     finally:
@@ -454,13 +462,14 @@ def artifacts(tmp: Path, names: list[str], *, version: str = "v1") -> dict[str, 
 
 
 def desired(zips: dict[str, FakeArtifact], *, regions: tuple[str, ...] = (REGION,), mode: str = "layer",
-            commit: str | None = None, **options: Any) -> DesiredState:
-    """What `go-arm-lambda deploy` wants after packaging; `options` are Config fields (publish=True, ...)."""
+            commit: str | None = None, run: DeployRun | None = None, **options: Any) -> DesiredState:
+    """What `go-arm-lambda deploy` wants after packaging; `options` are Config fields (publish=True, ...);
+    `run`: the GitHub Actions run that deploys."""
     names = [n for n in zips if n]
     handler = (lambda n: n) if mode == "layer" else (lambda n: "bootstrap")
     cfg = Config(regions=regions, mode=mode, **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
     return desired_state(DeployConfig.of(cfg), [(FunctionSpec(n, f"./cmd/{n}"), handler(n), zips[n]) for n in names],
-                         zips[""], tool_version="0.1.0", commit=commit)
+                         zips[""], tool_version="0.1.0", commit=commit, run=run)
 
 
 def plan_for(url: str, want: DesiredState, *, concurrency: int = 8, timing: Timing = FAST) -> Plan:

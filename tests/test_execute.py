@@ -19,7 +19,7 @@ from go_arm_lambda.aws import LambdaWriter, make_session
 from go_arm_lambda.config import Config
 from go_arm_lambda.errors import AwsError, InternalError
 from go_arm_lambda.execute import HANDLERS, execute, preview
-from go_arm_lambda.steps import Step, layer_label
+from go_arm_lambda.steps import DeployRun, Step, layer_label
 
 HANDLERS_BY_NAME = {kind.__name__: handler for kind, handler in HANDLERS.items()}
 
@@ -67,7 +67,7 @@ def test_first_deploy_migrates_go1x_x86_and_provided_al2(aws: FakeAws, tmp_path:
     code_requests = aws.proxy.matching("PUT", r"/functions/orders/code$")
     assert [r.json()["Architectures"] for r in code_requests] == [["arm64"]]
     for request in aws.proxy.matching("PUT", CONFIG):
-        assert set(request.json()) <= {"Runtime", "Handler", "Layers"}
+        assert set(request.json()) <= {"Runtime", "Handler", "Layers", "RevisionId"}
     published = aws.proxy.matching("POST", rf"/layers/{LAYER}/versions$")[0].json()
     assert published["CompatibleArchitectures"] == ["arm64"]
     assert published["CompatibleRuntimes"] == ["provided.al2023"]
@@ -291,7 +291,8 @@ def test_dry_run_and_deploy_visit_the_same_steps_in_the_same_order(aws: FakeAws,
         for name in ("orders", "users"):
             aws.create_function(name, region=region)
     want = desired(artifacts(tmp_path, ["orders", "users"]), regions=(REGION, "us-east-1"), publish=True,
-                   alias="live", layer_permissions=["111122223333"], s3_bucket="deploy-{region}")
+                   alias="live", layer_permissions=["111122223333"], s3_bucket="deploy-{region}",
+                   run=DeployRun("shop/backend", "Deploy", 7, "c" * 40, "1"))
     plan = plan_for(aws.url, want)
 
     dry = preview(plan)
@@ -534,9 +535,11 @@ def test_create_alias_whose_answer_was_lost_still_points_the_alias(aws: FakeAws,
     result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"]), publish=True, alias="live"))
 
     assert result.ok, result.all_errors()
-    # Created, but the answer never came; the retry then conflicts, so the alias is updated instead.
+    # Created, but the answer never came; the retry then conflicts, and the alias is found as asked: the lost
+    # attempt was ours, so nothing more is written (an alias someone else made would not be taken over).
     assert [r.status for r in aws.proxy.matching("POST", r"/aliases$")] == [None, 409]
-    assert len(aws.proxy.matching("PUT", r"/aliases/live$")) == 1
+    assert len(aws.proxy.matching("GET", r"/aliases/live$")) == 2  # the plan's read; the one that found it
+    assert aws.proxy.matching("PUT", r"/aliases/live$") == []
     assert aws.client("lambda").get_alias(FunctionName="orders", Name="live")["FunctionVersion"] == "1"
     assert (result.functions[0].version, result.functions[0].alias) == ("1", "live")
 

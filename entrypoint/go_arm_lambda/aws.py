@@ -72,6 +72,14 @@ class AwsDenied(AwsError):
     """The caller may not do this (IAM, or a resource policy such as another account's layer's)."""
 
 
+class AwsChanged(AwsError):
+    """412 PreconditionFailedException: the RevisionId sent is no longer the resource's, so someone changed it
+    since it was read. Never retried: writing anyway would overwrite their change."""
+
+    # An earlier attempt of the same call went unanswered: the change may be that attempt's own (its answer lost).
+    retried: bool = False
+
+
 @dataclass(frozen=True)
 class Timing:
     """How patient we are. Tests shrink the delays; the bounds stay the same shape."""
@@ -120,6 +128,9 @@ class Aws:
             try:
                 with _translated(operation, what, region, self.endpoint_url):
                     return Answer(getattr(client, _snake(operation))(**params), f"{operation} for {what} in {region}")
+            except AwsChanged as exc:
+                exc.retried = attempt > 0
+                raise
             except _Retryable as exc:
                 attempt += 1
                 progress.tally(throttled=exc.throttled)
@@ -215,6 +226,9 @@ def _client_error(exc: botocore.exceptions.ClientError, operation: str, what: st
     if code in _NOT_FOUND_CODES:
         return AwsNotFound(f"{what} was not found in {region} ({message})",
                         "check the name and --region, or create it first")
+    if code == "PreconditionFailedException" or status == 412:
+        return AwsChanged(f"{what} in {region} changed since the plan was read (AWS refused {operation}: {code})",
+                          "run again: nothing was overwritten, and the new run plans from what is there now")
     summary = f"{operation} for {what} in {region} failed: {code}: {message}"
     if code in _CONFLICT_CODES and operation not in _CONFLICT_MEANS_BUSY:
         return AwsConflict(summary, _AGAIN_FIX)
@@ -244,7 +258,8 @@ def _function_state(config: Answer) -> FunctionState:
         architectures=tuple(config.get("Architectures") or ("x86_64",)), handler=config.get("Handler"),
         layers=tuple(layer["Arn"] for layer in config.get("Layers") or ()),
         code_sha256=config.get("CodeSha256", ""), last_update_status=config.get("LastUpdateStatus"),
-        last_update_reason=config.get("LastUpdateStatusReason"), version=config.get("Version", "$LATEST"))
+        last_update_reason=config.get("LastUpdateStatusReason"), version=config.get("Version", "$LATEST"),
+        revision_id=config.get("RevisionId"))
 
 
 def _layer_state(answer: Answer) -> LayerState:
@@ -254,6 +269,15 @@ def _layer_state(answer: Answer) -> LayerState:
                       compatible_runtimes=tuple(answer.get("CompatibleRuntimes") or ()),
                       compatible_architectures=tuple(answer.get("CompatibleArchitectures") or ()),
                       description=answer.get("Description") or "")
+
+
+def _alias_state(answer: Answer) -> AliasState:
+    return AliasState(answer["Name"], answer["AliasArn"], answer["FunctionVersion"], answer.get("RevisionId"))
+
+
+def _revision(revision_id: str | None) -> dict[str, str]:
+    """The precondition of a write: only if the resource still has this RevisionId."""
+    return {"RevisionId": revision_id} if revision_id else {}
 
 
 def _unqualified(arn: str) -> str:
@@ -339,7 +363,12 @@ class LambdaView:
     def alias(self, function: str, name: str) -> AliasState | None:
         found = _not_found(lambda: self._call("GetAlias", f"alias {name} of {function}",
                                               FunctionName=function, Name=name))
-        return AliasState(name, found["AliasArn"], found["FunctionVersion"]) if found else None
+        return _alias_state(found) if found else None
+
+    def tags(self, arn: str) -> dict[str, str]:
+        """A function's tags, by its unqualified ARN."""
+        return {str(k): str(v) for k, v in
+                (self._call("ListTags", f"tags of {arn}", Resource=arn).get("Tags") or {}).items()}
 
     def account_id(self) -> str:
         return self.aws.account_id(self.region)
@@ -392,24 +421,44 @@ class LambdaWriter:
             self._write("RemoveLayerVersionPermission", f"layer {name}:{version}", LayerName=name,
                         VersionNumber=version, StatementId=statement_id)
 
-    def update_function_code(self, function: str, source: CodeSource) -> FunctionState:
-        out = self._write("UpdateFunctionCode", f"function {function}", FunctionName=function,
-                          Architectures=["arm64"], **_code(source))
+    def update_function_code(self, function: str, source: CodeSource, *, code_sha256: str,
+                             revision_id: str | None = None) -> FunctionState:
+        """Only while the function still has `revision_id` (AwsChanged otherwise); `code_sha256` is the zip's."""
+        try:
+            out = self._write("UpdateFunctionCode", f"function {function}", FunctionName=function,
+                              Architectures=["arm64"], **_code(source), **_revision(revision_id))
+        except AwsChanged as exc:  # the code is sent with its architecture, so the code tells whose update it was
+            return self._ours_after_all(exc, function, lambda state: state.code_sha256 == code_sha256)
         return _function_state(out)
 
-    def update_function_configuration(self, function: str, changes: dict[str, Any]) -> FunctionState:
+    def update_function_configuration(self, function: str, changes: dict[str, Any], *,
+                                      revision_id: str | None = None) -> FunctionState:
         """Sends only `changes`: a key left out is a setting (environment, memory, role, ...) left alone."""
-        out = self._write("UpdateFunctionConfiguration", f"function {function}", FunctionName=function,
-                          **changes)
+        try:
+            out = self._write("UpdateFunctionConfiguration", f"function {function}", FunctionName=function,
+                              **changes, **_revision(revision_id))
+        except AwsChanged as exc:
+            return self._ours_after_all(exc, function, lambda state: all(
+                {"Runtime": state.runtime, "Handler": state.handler, "Layers": list(state.layers)}[key] == value
+                for key, value in changes.items()))
         return _function_state(out)
+
+    def _ours_after_all(self, exc: AwsChanged, function: str, as_asked: Callable[[FunctionState], bool],
+                        ) -> FunctionState:
+        """A refused retry of a write whose first attempt went unanswered: that attempt may have got through and
+        changed the RevisionId itself. If the function is now exactly as the write asked, it did; else someone
+        else changed it, and `exc` stands."""
+        if exc.retried:
+            state = self._current(function)
+            if as_asked(state):
+                return state
+        raise exc
 
     def wait_updated(self, function: str) -> FunctionState:
         """Polls until LastUpdateStatus leaves InProgress (as function_updated_v2 does); Failed: AwsError."""
         deadline = time.monotonic() + self.aws.timing.wait_timeout
         while True:
-            config = self.aws.call("lambda", self.region, "GetFunctionConfiguration", f"function {function}",
-                                   FunctionName=function)
-            state = _function_state(config)
+            state = self._current(function)
             if state.last_update_status == "Failed":
                 raise AwsError(f"the update of function {function} in {self.region} failed: "
                                f"{state.last_update_reason or 'no reason given'}",
@@ -423,23 +472,51 @@ class LambdaWriter:
             progress.tally(polls=1, waited=self.aws.timing.poll_interval)
             time.sleep(self.aws.timing.poll_interval)
 
-    def publish_version(self, function: str, *, description: str, code_sha256: str) -> str:
-        # CodeSha256 makes AWS refuse to publish if someone else changed the code since our update.
+    def publish_version(self, function: str, *, description: str, code_sha256: str,
+                        revision_id: str | None = None) -> str:
+        # CodeSha256 and RevisionId make AWS refuse to publish if someone else changed the function since our
+        # update. A retry after a lost answer needs no care: $LATEST unchanged since a version publishes none.
         out = self._write("PublishVersion", f"function {function}", FunctionName=function,
-                          Description=description, CodeSha256=code_sha256)
+                          Description=description, CodeSha256=code_sha256, **_revision(revision_id))
         return str(out["Version"])
 
-    def set_alias(self, function: str, alias: str, version: str, *, create: bool) -> str:
+    def set_alias(self, function: str, alias: str, version: str, *, create: bool,
+                  revision_id: str | None = None) -> AliasState:
+        """Creates the alias, or moves it while it still has `revision_id` (AwsChanged otherwise)."""
         what = f"alias {alias} of {function}"
         params = {"FunctionName": function, "Name": alias, "FunctionVersion": version}
+
+        def as_asked() -> AliasState | None:
+            # Our own earlier attempt got through and its answer was lost, or someone else did the very same.
+            found = self._read("GetAlias", what, FunctionName=function, Name=alias)
+            routed = (found.get("RoutingConfig") or {}).get("AdditionalVersionWeights")
+            return _alias_state(found) if found["FunctionVersion"] == version and not routed else None
         if create:
             try:
-                return str(self._write("CreateAlias", what, **params)["AliasArn"])
-            except AwsConflict:
-                # It exists after all: our own attempt got through before its answer was lost (the retry then
-                # conflicts), or someone created it since the plan. Either way it must point at this version.
-                pass
-        return str(self._write("UpdateAlias", what, **params)["AliasArn"])
+                return _alias_state(self._write("CreateAlias", what, **params))
+            except AwsConflict:  # it exists: created by our lost attempt, or by someone since the plan
+                if (state := as_asked()) is not None:
+                    return state
+                raise AwsChanged(f"{what} in {self.region} was created since the plan was read",
+                                 "run again: nothing was overwritten, and the new run plans from what is there now"
+                                 ) from None
+        try:
+            return _alias_state(self._write("UpdateAlias", what, **params, **_revision(revision_id)))
+        except AwsChanged as exc:
+            if exc.retried and (state := as_asked()) is not None:
+                return state
+            raise
+
+    def _read(self, operation: str, what: str, **params: Any) -> Answer:
+        """A read the writer needs (a wait, or telling its own lost write from someone else's): not counted."""
+        return self.aws.call("lambda", self.region, operation, what, **params)
+
+    def _current(self, function: str) -> FunctionState:
+        return _function_state(self._read("GetFunctionConfiguration", f"function {function}",
+                                          FunctionName=function))
+
+    def tag_resource(self, arn: str, tags: dict[str, str]) -> None:
+        self._write("TagResource", f"function {arn.rsplit(':', 1)[-1]}", Resource=arn, Tags=tags)
 
 
 def _code(source: CodeSource) -> dict[str, Any]:

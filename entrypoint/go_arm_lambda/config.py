@@ -148,6 +148,10 @@ class Config:
                                        "leave empty for AWS.", commands=(*DEPLOY, "layer upload"), metavar="URL")
     dry_run: bool = setting(False, inputs.boolean, "Build, check and show the plan, but change nothing in AWS.",
                             commands=DEPLOY)
+    allow_older: bool = setting(
+        False, inputs.boolean, "Under GitHub Actions each deployed function is tagged with its workflow, run "
+        "number and commit, and a run older than the one that last deployed a function (same workflow) does not "
+        "deploy it. This deploys it anyway, for a deliberate re-run of an older run.", commands=DEPLOY)
     report: Path | None = setting(None, inputs.optional_path, "Write the JSON job report to this file (the Action "
                                   "always writes .go-arm-lambda/report.json).", commands=DEPLOY, action=None,
                                   metavar="FILE")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from go_arm_lambda import progress
-from go_arm_lambda.aws import LambdaWriter
+from go_arm_lambda.aws import AwsChanged, LambdaWriter
 from go_arm_lambda.errors import InternalError, UserError
 from go_arm_lambda.report import DeployReport, FunctionDeploy, Status
 from go_arm_lambda.steps import (
@@ -34,6 +34,7 @@ from go_arm_lambda.steps import (
     ReuseLayer,
     SetAlias,
     Step,
+    TagRun,
     UpdateCode,
     UpdateConfig,
     UploadS3,
@@ -128,6 +129,9 @@ class _Run:
     layer: _Layer
     function: FunctionResult | None = None
     done: list[Step] = field(default_factory=list)
+    # The function's RevisionId the next write names: the plan's, then what each write left. A write with a
+    # stale one is refused by AWS, so a change someone made since the plan is never overwritten.
+    revision: str | None = None
 
     @property
     def result(self) -> FunctionResult:
@@ -214,15 +218,18 @@ def _run_region(region: RegionPlan, writer: LambdaWriter | None, pool: ThreadPoo
 
 
 def _run_function(fp: FunctionPlan, writer: LambdaWriter | None, layer: _Layer, alias: str | None) -> _Run:
-    run = _Run(writer, layer, _as_it_is(fp, alias, Status.UNCHANGED))
+    run = _Run(writer, layer, _as_it_is(fp, alias, Status.UNCHANGED), revision=fp.current.revision_id)
+    result = run.result
+    if fp.refusal is not None:  # decided by the planner, before any write; on a dry run as well
+        result.status, result.error = Status.FAILED, fp.refusal
+        return run
     if not fp.steps:
         return run
-    result = run.result
     result.status = Status.UPDATED if writer else Status.PLANNED
     try:
         if writer and fp.current.last_update_status == "InProgress":
             # Someone else's update is still running: a write now would only meet ResourceConflictException.
-            writer.wait_updated(fp.desired.spec.name)
+            _settled(run, fp, writer.wait_updated(fp.desired.spec.name))
         for step in fp.steps:
             _dispatch(step, run)
     except Exception as exc:  # any failure, see _failure
@@ -231,6 +238,16 @@ def _run_function(fp: FunctionPlan, writer: LambdaWriter | None, layer: _Layer, 
         pending, published = str(PendingLayer(layer.arn.split(":")[6])), layer_label(layer.arn)
         result.changes = [change.replace(pending, published) for change in result.changes]
     return run
+
+
+def _settled(run: _Run, fp: FunctionPlan, state: FunctionState) -> None:
+    """After waiting out an update the plan saw in progress. AWS gives a function a new RevisionId when an update
+    finishes, so the plan's is stale; the new one is taken only while the function is as the plan read it."""
+    if not state.same_as(fp.current):
+        raise AwsChanged(f"function {fp.name} in {fp.region} changed since the plan was read (the update in "
+                         "progress then finished with other code or settings)",
+                         "run again: nothing was overwritten, and the new run plans from what is there now")
+    run.revision = state.revision_id
 
 
 def _as_it_is(fp: FunctionPlan, alias: str | None, status: Status, error: str | None = None) -> FunctionResult:
@@ -304,8 +321,9 @@ def _remove_layer_permission(step: RemoveLayerPermission, run: _Run) -> None:
 def _update_code(step: UpdateCode, run: _Run) -> None:
     result = run.result
     if run.writer:
-        run.writer.update_function_code(step.target, step.source)
-        result.code_sha256 = run.writer.wait_updated(step.target).code_sha256  # what AWS has, not what we sent
+        run.writer.update_function_code(step.target, step.source, code_sha256=step.code_sha256,
+                                        revision_id=run.revision)
+        result.code_sha256 = _wait(run, step.target).code_sha256  # what AWS has, not what we sent
     else:
         result.code_sha256 = step.code_sha256
     result.architecture = "arm64"
@@ -314,9 +332,19 @@ def _update_code(step: UpdateCode, run: _Run) -> None:
 @_handles(UpdateConfig)
 def _update_config(step: UpdateConfig, run: _Run) -> None:
     if run.writer:
-        run.writer.update_function_configuration(step.target, _config_changes(step, run.layer.arn))
-        run.writer.wait_updated(step.target)
+        run.writer.update_function_configuration(step.target, _config_changes(step, run.layer.arn),
+                                                  revision_id=run.revision)
+        _wait(run, step.target)
     run.result.runtime = step.runtime or run.result.runtime
+
+
+def _wait(run: _Run, function: str) -> FunctionState:
+    """Until our update finished. Its RevisionId is the one the next write names: AWS changes it again when an
+    update finishes, so the one in the write's own answer would already be stale."""
+    assert run.writer is not None
+    state = run.writer.wait_updated(function)
+    run.revision = state.revision_id
+    return state
 
 
 def _config_changes(step: UpdateConfig, layer_arn: str | None) -> dict[str, Any]:
@@ -343,7 +371,7 @@ def _publish_version(step: PublishVersion, run: _Run) -> None:
     result = run.result
     if run.writer:  # on a dry run the number is not known yet
         result.version = run.writer.publish_version(step.target, description=step.description,
-                                                    code_sha256=result.code_sha256)
+                                                    code_sha256=result.code_sha256, revision_id=run.revision)
 
 
 @_handles(SetAlias)
@@ -352,5 +380,11 @@ def _set_alias(step: SetAlias, run: _Run) -> None:
     if run.writer:
         version = step.version or result.version
         assert version is not None, "the plan publishes before it sets the alias"
-        run.writer.set_alias(step.target, step.alias, version, create=step.create)
+        run.writer.set_alias(step.target, step.alias, version, create=step.create, revision_id=step.revision_id)
     result.alias = step.alias
+
+
+@_handles(TagRun)
+def _tag_run(step: TagRun, run: _Run) -> None:
+    if run.writer:
+        run.writer.tag_resource(step.arn, step.run.tags())

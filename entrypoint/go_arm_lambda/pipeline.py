@@ -226,14 +226,15 @@ def deploy_built(cfg: Config, output: BuildOutput, job: progress.Job | None = No
     """Plan against AWS, then execute (or only preview on --dry-run). Returns the job report and success."""
     # Imported here so that build, verify and package never load boto3, not even through this module.
     from go_arm_lambda import aws, execute, plan
-    from go_arm_lambda.steps import DeployConfig
+    from go_arm_lambda.steps import DeployConfig, DeployRun
 
     job = job or progress.Job()
     stage = job.stage
     session = aws.make_session(cfg.endpoint_url)
     desired = plan.desired_state(DeployConfig.of(cfg),
                                  [(f.built.spec, f.built.handler, f.zip) for f in output.functions], output.layer,
-                                 tool_version=__version__, commit=git_commit(cfg.source))
+                                 tool_version=__version__, commit=git_commit(cfg.source),
+                                 run=DeployRun.from_env(os.environ))
     with stage("plan"):
         the_plan = plan.make_plan(desired, {r: aws.LambdaView(session, r) for r in desired.regions},
                                   concurrency=cfg.concurrency)

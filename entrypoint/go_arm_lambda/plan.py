@@ -26,6 +26,7 @@ from go_arm_lambda.steps import (
     Artifact,
     CodeSource,
     DeployConfig,
+    DeployRun,
     DesiredFunction,
     DesiredLayer,
     DesiredState,
@@ -43,6 +44,7 @@ from go_arm_lambda.steps import (
     S3Object,
     SetAlias,
     Step,
+    TagRun,
     UpdateCode,
     UpdateConfig,
     UploadS3,
@@ -68,8 +70,10 @@ def is_our_layer(layer: LayerState, code_sha256: str | None) -> bool:
 
 
 def desired_state(config: DeployConfig, functions: Sequence[tuple[FunctionSpec, str, Artifact]],
-                  layer_zip: Artifact | None, *, tool_version: str, commit: str | None = None) -> DesiredState:
-    """The desired state for every (region, function); `functions` holds (spec, handler, zip) per function."""
+                  layer_zip: Artifact | None, *, tool_version: str, commit: str | None = None,
+                  run: DeployRun | None = None) -> DesiredState:
+    """The desired state for every (region, function); `functions` holds (spec, handler, zip) per function.
+    `run`: the GitHub Actions run that deploys, if any (its tags guard against older runs)."""
     layer = None
     if config.mode == "layer":
         if layer_zip is None:
@@ -78,7 +82,7 @@ def desired_state(config: DeployConfig, functions: Sequence[tuple[FunctionSpec, 
                              layer_description(tool_version, layer_zip), tuple(config.layer_permissions))
     return DesiredState(config, layer, tuple(DesiredFunction(spec, region, zip_, handler, config.runtime)
                                              for region in config.regions for spec, handler, zip_ in functions),
-                        commit)
+                        commit, run)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ class _Current:
     our_layers: frozenset[str]  # the layer version ARNs on those functions that are ours (by name or content)
     newest_versions: dict[str, FunctionState | None]  # read only with --publish
     aliases: dict[str, AliasState | None]  # read only with --alias
+    last_runs: dict[str, DeployRun | None]  # the run each function's tags name; read only under Actions
 
 
 def make_plan(desired: DesiredState, views: Mapping[str, LambdaView], *, concurrency: int = 8) -> Plan:
@@ -186,6 +191,13 @@ def _read_region(desired: DesiredState, view: LambdaView, pool: ThreadPoolExecut
     if desired.config.alias:
         alias = desired.config.alias
         aliases = dict(zip(existing, pool.map(lambda name: view.alias(name, alias), existing), strict=True))
+    last_runs: dict[str, DeployRun | None] = {}
+    if desired.run is not None:
+        def last_run(name: str) -> DeployRun | None:
+            state = functions[name]
+            assert state is not None
+            return DeployRun.from_tags(view.tags(state.arn))
+        last_runs = dict(zip(existing, pool.map(last_run, existing), strict=True))
     newest = layer.result() if layer else None
     sids: frozenset[str] = frozenset()
     if newest and desired.layer and _reusable(desired.layer, newest):
@@ -197,7 +209,7 @@ def _read_region(desired: DesiredState, view: LambdaView, pool: ThreadPoolExecut
     ours |= {arn for arn, read in layer_reads.items()
              if (found := read.result()) is not None and is_our_layer(found, shipped)}
     return _Current(account.result() if account else None, bucket.result() if bucket else None, newest, sids,
-                    functions, frozenset(ours), newest_versions, aliases)
+                    functions, frozenset(ours), newest_versions, aliases, last_runs)
 
 
 def _reusable(layer: DesiredLayer, newest: LayerState) -> bool:
@@ -324,17 +336,22 @@ def _plan_function(desired: DesiredState, want: DesiredFunction, current: _Curre
     version = None
     if desired.config.publish:
         newest = current.newest_versions.get(name)
-        if not changes and newest is not None and _same_function(newest, state):
+        if not changes and newest is not None and newest.same_as(state):
             version = newest.version  # already published exactly as wanted: another version would be a copy
         else:
             steps.append(PublishVersion(region, name, desired.commit or "go-arm-lambda"))
         alias_now = current.aliases.get(name)
         if desired.config.alias and (version is None or alias_now is None or alias_now.function_version != version):
             steps.append(SetAlias(region, name, desired.config.alias, alias_now is None,
-                                  alias_now.function_version if alias_now else None, version))
+                                  alias_now.function_version if alias_now else None, version,
+                                  alias_now.revision_id if alias_now else None))
+    run, last = desired.run, current.last_runs.get(name)
+    if steps and run is not None:
+        if last is not None and last.newer_than(run) and not desired.config.allow_older:
+            # Before any write: an older run must not overwrite what a newer one deployed.
+            refusal = UsageError(f"{last.label} already deployed {want.spec.short_name}; not deploying {run.label}",
+                                 "this run is older: deploy from a newer run, or give --allow-older (input "
+                                 "allow-older) to deploy it on purpose")
+            return FunctionPlan(want, state, (), (), refusal=str(refusal))
+        steps.append(TagRun(region, name, state.arn, run))
     return FunctionPlan(want, state, changes, tuple(steps), version)
-
-
-def _same_function(a: FunctionState, b: FunctionState) -> bool:
-    return (a.code_sha256, a.runtime, a.handler, a.layers, a.architectures) == (
-        b.code_sha256, b.runtime, b.handler, b.layers, b.architectures)

@@ -8,6 +8,8 @@ dataclass here and one handler in execute.py; a new deploy input is one field of
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -30,6 +32,14 @@ class FunctionState:
     last_update_status: str | None
     last_update_reason: str | None = None
     version: str = "$LATEST"
+    # Lambda's RevisionId of this state: a write that names it is refused (PreconditionFailedException) once
+    # anything else has changed the function since it was read, so no update is lost to another writer.
+    revision_id: str | None = None
+
+    def same_as(self, other: FunctionState) -> bool:
+        """The same code and the settings go-arm-lambda sets (a published version of it, or a later read)."""
+        return (self.code_sha256, self.runtime, self.handler, self.layers, self.architectures) == (
+            other.code_sha256, other.runtime, other.handler, other.layers, other.architectures)
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ class AliasState:
     name: str
     arn: str
     function_version: str
+    revision_id: str | None = None  # as on FunctionState: moving the alias names it
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,7 @@ class DeployConfig:
     alias: str | None
     s3_bucket: str | None  # may contain {region}: S3 code must sit in the function's own region
     s3_prefix: str
+    allow_older: bool  # deploy even over a newer run's deploy (see DeployRun)
 
     @classmethod
     def of(cls, cfg: Config) -> DeployConfig:
@@ -122,12 +134,71 @@ class DesiredFunction:
     runtime: str
 
 
+# Tags go-arm-lambda puts on each function a GitHub Actions run deploys (DeployRun.tags()).
+RUN_TAG_PREFIX = "go-arm-lambda:"
+# What Lambda takes in a tag value (letters, digits, spaces and + - = . _ : / @), and how long.
+_TAG_VALUE_REFUSED = re.compile(r"[^\w\s+\-=.:/@]")
+_MAX_TAG_VALUE = 256
+
+
+def _tag_value(text: str) -> str:
+    return _TAG_VALUE_REFUSED.sub("_", text)[:_MAX_TAG_VALUE]
+
+
+@dataclass(frozen=True)
+class DeployRun:
+    """The GitHub Actions run that deploys. Each function it deploys is tagged with it, so that a later run of
+    the same workflow can tell whether it is older than the one that last deployed the function (run numbers
+    only grow within a workflow; a re-run keeps its number). Values are kept as they are written to the tags,
+    so the one read back compares equal."""
+
+    repository: str
+    workflow: str
+    number: int
+    commit: str
+    run_id: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DeployRun | None:
+        """The run under Actions (GITHUB_RUN_NUMBER, GITHUB_WORKFLOW, ...); None anywhere else."""
+        number, workflow = env.get("GITHUB_RUN_NUMBER", ""), env.get("GITHUB_WORKFLOW", "")
+        if env.get("GITHUB_ACTIONS") != "true" or not (number.isascii() and number.isdigit()) or not workflow:
+            return None
+        return cls(_tag_value(env.get("GITHUB_REPOSITORY", "")), _tag_value(workflow), int(number),
+                   _tag_value(env.get("GITHUB_SHA", "")), _tag_value(env.get("GITHUB_RUN_ID", "")))
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> DeployRun | None:
+        """The run a function's tags name; None when go-arm-lambda under Actions never tagged it."""
+        def tag(key: str) -> str:
+            return tags.get(RUN_TAG_PREFIX + key, "")
+        number = tag("run-number")
+        if not (number.isascii() and number.isdigit()) or not tag("workflow"):  # anyone may tag: "²" too
+            return None
+        return cls(tag("repository"), tag("workflow"), int(number), tag("commit"), tag("run-id"))
+
+    def tags(self) -> dict[str, str]:
+        return {RUN_TAG_PREFIX + key: value for key, value in (
+            ("repository", self.repository), ("workflow", self.workflow), ("run-number", str(self.number)),
+            ("commit", self.commit), ("run-id", self.run_id))}
+
+    def newer_than(self, other: DeployRun) -> bool:
+        """Run numbers compare only within one workflow of one repository."""
+        return (self.repository, self.workflow) == (other.repository, other.workflow) and self.number > other.number
+
+    @property
+    def label(self) -> str:
+        """'run #58 (commit abc1234)'"""
+        return f"run #{self.number} (commit {self.commit[:7]})" if self.commit else f"run #{self.number}"
+
+
 @dataclass(frozen=True)
 class DesiredState:
     config: DeployConfig
     layer: DesiredLayer | None  # None in bootstrap mode
     functions: tuple[DesiredFunction, ...]  # one per (region, function)
     commit: str | None = None
+    run: DeployRun | None = None  # the GitHub Actions run that deploys; None outside Actions
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -290,6 +361,7 @@ class SetAlias(Step):
     create: bool
     current_version: str | None
     version: str | None  # None: the version this plan publishes
+    revision_id: str | None = None  # the alias's, as the plan read it; None when it is created
 
     @property
     def action(self) -> str:  # type: ignore[override]
@@ -299,6 +371,18 @@ class SetAlias(Step):
         moved = f"from version {self.current_version} " if self.current_version else ""
         to = f"version {self.version}" if self.version else "the published version"
         return f"{self.alias} {moved}to {to}"
+
+
+@dataclass(frozen=True)
+class TagRun(Step):
+    """Tags the function with the run that deployed it, the last of its steps, for the next run's check."""
+
+    action: ClassVar[str] = "tag-run"
+    arn: str  # unqualified: tags belong to the function, not to one version
+    run: DeployRun
+
+    def detail(self) -> str:
+        return f"{self.run.label} of workflow {self.run.workflow}"
 
 
 # --- the plan --------------------------------------------------------------------------------------------------
@@ -311,6 +395,8 @@ class FunctionPlan:
     changes: tuple[str, ...]  # what differs, for people: "runtime: go1.x -> provided.al2023", "code", ...
     steps: tuple[Step, ...]
     version: str | None = None  # the newest published version, reused when nothing changed since it
+    # Why this function is not deployed at all (a newer run deployed it): its error, with no steps.
+    refusal: str | None = None
 
     @property
     def region(self) -> str:
