@@ -160,6 +160,30 @@ def test_a_refused_retry_after_someone_elses_change_still_fails(aws: FakeAws, tm
     assert [r.status for r in aws.proxy.matching("PUT", r"/functions/orders/code$")] == [None, 412]
 
 
+def test_an_update_in_progress_at_plan_time_that_ends_otherwise_is_not_overwritten(aws: FakeAws,
+                                                                                    tmp_path: Path) -> None:
+    aws.create_function("orders")
+
+    def in_progress(body: bytes) -> bytes:
+        answer = json.loads(body)
+        answer["Configuration"]["LastUpdateStatus"] = "InProgress"
+        return json.dumps(answer).encode()
+    aws.proxy.rewrite("GET", r"/functions/orders$", in_progress)  # what the planner reads: someone is updating
+    plan = plan_for(aws.url, desired(artifacts(tmp_path, ["orders"])))
+    # Their update ends with a handler of their own. AWS gives the function a new RevisionId as any update
+    # ends, so the plan's is stale either way; the executor waits, sees what changed, and leaves it alone.
+    aws.client("lambda").update_function_configuration(FunctionName="orders", Handler="theirs")
+
+    result = run_plan(aws, plan)
+
+    assert result.functions[0].status == "failed"
+    assert result.functions[0].error == (
+        f"function orders in {REGION} changed since the plan was read (the update in progress then finished with "
+        "other code or settings). run again: nothing was overwritten, and the new run plans from what is there now")
+    assert [r for r in aws.proxy.requests if r.method == "PUT"] == []
+    assert aws.function("orders")["Handler"] == "theirs"
+
+
 # --- no out-of-order deploys ------------------------------------------------------------------------------------
 
 def actions_run(number: int, commit: str, workflow: str = "Deploy") -> DeployRun:

@@ -531,3 +531,6 @@ def upload_layer(bucket: str, key: str, zip_path: Path, region: str,
     target = S3Object(bucket, key)
     LambdaWriter(make_session(endpoint_url), region).put_object(target, zip_path)
     return target
+        # No RevisionId on the layer's policy calls: each touches only its own statement id, so another deploy's
+        # grants made meanwhile are never lost, while a RevisionId would fail every function of the region on
+        # them (and on our own retries after a lost answer).
