@@ -148,8 +148,10 @@ def test_the_mode_follows_where_the_log_goes(env: dict[str, str], tty: bool, jso
 # --- the real command, on a terminal and in a pipe ------------------------------------------------------------
 
 def _build_argv(out: Path) -> list[str]:
+    # A cache of its own: the lines under test are those of work done, not of the content cache's answers.
     return [sys.executable, "-m", "go_arm_lambda", "build", "--source", str(EXAMPLES),
-            "--function", "hello=./cmd/hello", "--function", "orders-api=./cmd/orders", "--out", str(out)]
+            "--function", "hello=./cmd/hello", "--function", "orders-api=./cmd/orders", "--out", str(out),
+            "--cache-dir", str(out.with_name("cache"))]
 
 
 def _env(**extra: str) -> dict[str, str]:

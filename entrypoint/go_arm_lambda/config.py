@@ -94,6 +94,12 @@ class Config:
         metavar="NAME=PACKAGE")
     out: Path = setting(Path(".go-arm-lambda/dist"), inputs.path, "Output directory for the binaries and zips.",
                         commands=BUILD, action=None, metavar="DIR")
+    cache: bool = setting(
+        True, inputs.boolean, "Reuse the zip, verify verdict and smoke result of every binary whose bytes were "
+        "seen before, from the cache directory (keep it between runs, e.g. with actions/cache); a changed binary "
+        "is always packaged, verified and smoke-tested again.", commands=BUILD)
+    cache_dir: Path = setting(Path(".go-arm-lambda/cache"), inputs.path, "The cache directory.", commands=BUILD,
+                              action=None, metavar="DIR")
     mode: str = setting(
         "layer", Choice(MODES), "`layer`: each binary keeps its own name, the function's Handler names it, and our "
         "/opt/bootstrap layer runs it (go1.x-style handlers keep working). `bootstrap`: each binary is named "

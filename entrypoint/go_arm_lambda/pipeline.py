@@ -5,7 +5,9 @@ The CLI and the Action both run this; it raises UserError subclasses and leaves 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import json
 import os
 import tempfile
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from go_arm_lambda import __version__, build, package, proc, progress, report, smoke, verify
+from go_arm_lambda import __version__, build, cache, package, proc, progress, report, smoke, verify
 from go_arm_lambda.config import Config, load_event
 from go_arm_lambda.errors import SmokeError, UsageError, UserError, VerifyError, as_user_error
 
@@ -27,6 +29,7 @@ class FunctionArtifacts:
     zip: package.Artifact
     verdict: verify.Verdict | None = None
     smoke: smoke.SmokeResult | None = None
+    cached: set[str] = field(default_factory=set)  # the stages the content cache answered: verify, package, smoke
 
     @property
     def verify_status(self) -> report.VerifyStatus:
@@ -51,7 +54,8 @@ class BuildOutput:
             "functions": [
                 {"name": f.built.spec.name, "package": f.built.spec.package, "handler": f.built.handler,
                  "binary": str(f.built.binary), "zip": str(f.zip.path.resolve()), "sha256": f.zip.sha256,
-                 "size": f.zip.size, "verify": f.verify_status, "smoke": f.smoke_status}
+                 "size": f.zip.size, "verify": f.verify_status, "smoke": f.smoke_status,
+                 "cached": sorted(f.cached)}
                 for f in self.functions],
             "layer": None if self.layer is None else {"zip": str(self.layer.path.resolve()),
                                                        "sha256": self.layer.sha256},
@@ -66,48 +70,126 @@ def build_and_package(cfg: Config, job: progress.Job | None = None,
                       output: BuildOutput | None = None) -> BuildOutput:
     """Build, verify, package and smoke-invoke every function; any failure stops the job before AWS is touched.
 
-    Results land in `output` as each stage finishes, so a caller that catches a failure still has them.
+    With the cache on, a binary whose bytes were seen before gets its zip, verdict and smoke result from the
+    cache (cache.py), and its line says "cached". Results land in `output` as each stage finishes, so a caller
+    that catches a failure still has them.
     """
     output = BuildOutput() if output is None else output
     stage = (job or progress.Job()).stage
-    with stage("build"):
-        built = build.build(cfg, cfg.out / "bin")
+    store = cache.Cache(cfg.cache_dir, on_problem=progress.note) if cfg.cache else None
+    try:
+        with stage("build"):
+            # Same-named packages (bootstrap mode) spill into bin-2, bin-3, ... (build._batches).
+            kept = store.digests.before_build(cfg.out.glob("bin*")) if store else {}
+            built = build.build(cfg, cfg.out / "bin")
+            if store:
+                store.digests.after_build(kept, cfg.out.glob("bin*"))
 
-    verdicts: dict[Path, verify.Verdict] = {}
-    if cfg.verify:
-        binaries = _by_binary(built)  # two functions may share one binary
-        with stage("verify", total=len(binaries)):
-            policy = verify_policy(cfg)
-            for binary, names in binaries.items():
-                with progress.task(names) as t:
-                    verdicts[binary] = verify.verify_path(binary, policy)
-                    t.detail = verdicts[binary].status
-            check_verdicts(built, verdicts)
+        verdicts: dict[Path, tuple[verify.Verdict, bool]] = {}
+        if cfg.verify:
+            binaries = _by_binary(built)  # two functions may share one binary
+            with stage("verify", total=len(binaries)):
+                policy = verify_policy(cfg)
+                # Reading the ELF holds the GIL, but hashing a binary (when the cache must) does not.
+                with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
+                    verdicts = dict(zip(binaries, pool.map(lambda b: _verify(store, b, binaries[b], policy),
+                                                           binaries), strict=True))
+                check_verdicts(built, {b: v for b, (v, _) in verdicts.items()})
 
-    with stage("package", total=len(built) + cfg.layer_mode):
-        if cfg.layer_mode:
-            with progress.task("(layer)") as t:
-                output.layer = package.package_layer(cfg.out / "layer.zip")
-                t.detail = report.size_text(output.layer.size)
+        with stage("package", total=len(built) + cfg.layer_mode):
+            if cfg.layer_mode:
+                with progress.task("(layer)") as t:
+                    output.layer = package.package_layer(cfg.out / "layer.zip")
+                    t.detail = report.size_text(output.layer.size)
 
-        def pack(b: build.BuiltFunction) -> FunctionArtifacts:
-            with progress.task(b.spec.short_name) as t:
+            def pack(b: build.BuiltFunction) -> FunctionArtifacts:
                 # Their own directory: a function named "layer" must not overwrite layer.zip.
-                artifact = package.package_function(b.binary, b.handler,
-                                                    cfg.out / "functions" / f"{b.spec.short_name}.zip")
-                t.detail = report.size_text(artifact.size)
-            # Over 50 MB is fine here: the planner sends such zips through S3, or refuses without a bucket.
-            package.check_limits(artifact, output.layer, b.spec.short_name)
-            return FunctionArtifacts(b, artifact, verdicts.get(b.binary))
+                artifact, reused = _package(store, b, cfg.out / "functions" / f"{b.spec.short_name}.zip")
+                # Over 50 MB is fine here: the planner sends such zips through S3, or refuses without a bucket.
+                package.check_limits(artifact, output.layer, b.spec.short_name)
+                verdict, verdict_reused = verdicts.get(b.binary, (None, False))
+                return FunctionArtifacts(b, artifact, verdict, cached={name for name, yes in (
+                    ("verify", verdict_reused), ("package", reused)) if yes})
 
-        # zlib releases the GIL, so threads compress on every core.
-        with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
-            output.functions = list(pool.map(pack, built))
+            # zlib releases the GIL, so threads compress on every core.
+            with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
+                output.functions = list(pool.map(pack, built))
 
-    if cfg.smoke:
-        with stage("smoke", total=len(output.functions)):
-            run_smoke(cfg, output.functions, output.layer)
+        if cfg.smoke:
+            with stage("smoke", total=len(output.functions)):
+                run_smoke(cfg, output.functions, output.layer, store)
+    finally:
+        if store is not None:
+            store.close()
     return output
+
+
+def _verify(store: cache.Cache | None, binary: Path, names: str,
+            policy: verify.Policy) -> tuple[verify.Verdict, bool]:
+    """The binary's verdict, and whether the cache had it (keyed by the bytes, the file name its messages
+    quote, and the policy)."""
+    key = None
+    if store is not None:
+        try:
+            digest = store.digests.of_file(binary)
+        except OSError:  # verify_path says what is wrong with the path
+            digest = None
+        if digest is not None:
+            key = cache.key("verify", digest, binary.name, sorted(dataclasses.asdict(policy).items()))
+            record = store.get("verify", key)
+            if record is not None:
+                try:
+                    verdict = verify.Verdict.from_record(record, binary)
+                except (KeyError, TypeError, ValueError):
+                    store.drop("verify", key)
+                else:
+                    progress.item(names, verdict.status, cached=True)
+                    return verdict, True
+    with progress.task(names) as t:
+        verdict = verify.verify_path(binary, policy)
+        t.detail = verdict.status
+    # Stored only when the file is still the one hashed (and was settled when hashed): it is this digest's verdict.
+    if store is not None and key is not None and store.digests.known(binary) == digest:
+        store.put("verify", key, verdict.to_record())
+    return verdict, False
+
+
+def _package(store: cache.Cache | None, b: build.BuiltFunction, dest: Path) -> tuple[package.Artifact, bool]:
+    """The function's zip at `dest`, and whether it came from the cache (keyed by the binary's bytes, its
+    handler and the zip writer's settings); a zip made here is stored there."""
+    if store is None:
+        with progress.task(b.spec.short_name) as t:
+            artifact = package.package_function(b.binary, b.handler, dest)
+            t.detail = report.size_text(artifact.size)
+        return artifact, False
+
+    def key(digest: str) -> str:
+        return cache.key("zip", digest, b.handler, package.ZIP_FORMAT)
+
+    def reuse(digest: str | None) -> package.Artifact | None:
+        hit = store.zip(key(digest)) if digest is not None else None
+        if hit is None:
+            return None
+        store.place(hit, dest)
+        progress.item(b.spec.short_name, report.size_text(hit.size), cached=True)
+        return package.Artifact(dest, hit.sha256, hit.size, hit.unzipped_size)
+
+    known = store.digests.known(b.binary)
+    artifact = reuse(known)
+    if artifact is not None:
+        return artifact, True
+    # Zip exactly the bytes that were hashed, so that the entry stored holds what its key says.
+    read = store.digests.read(b.binary)
+    if read is not None and read[1] != known:
+        artifact = reuse(read[1])
+        if artifact is not None:
+            return artifact, True
+    with progress.task(b.spec.short_name) as t:
+        artifact = package.package_function(b.binary, b.handler, dest, data=read[0] if read else None)
+        t.detail = report.size_text(artifact.size)
+    if read is not None:
+        store.put_zip(key(read[1]), artifact.path, artifact.sha256, artifact.size, artifact.unzipped_size)
+    return artifact, False
 
 
 def _by_binary(built: list[build.BuiltFunction]) -> dict[Path, str]:
@@ -132,15 +214,36 @@ def check_verdicts(built: list[build.BuiltFunction], verdicts: dict[Path, verify
                       details=verify.format_table(list(verdicts.values())), locations=locations)
 
 
-def run_smoke(cfg: Config, functions: list[FunctionArtifacts], layer: package.Artifact | None) -> None:
+def run_smoke(cfg: Config, functions: list[FunctionArtifacts], layer: package.Artifact | None,
+              store: cache.Cache | None = None) -> None:
     event = load_event(cfg.smoke_event)
+    event_digest = hashlib.sha256(event).hexdigest()
 
     def one(f: FunctionArtifacts) -> smoke.SmokeResult:
-        with progress.task(f.built.spec.short_name) as t:
+        name = f.built.spec.short_name
+        key = None
+        if store is not None:
+            # Everything the invocation sees: the zip, the layer, the event, the runtime's environment (the
+            # function's name is in it), and how long it may take.
+            key = cache.key("smoke", f.zip.sha256, layer.sha256 if layer else None, event_digest, cfg.runtime,
+                            cfg.smoke_timeout, name, f.built.handler)
+            record = store.get("smoke", key)
+            if record is not None:
+                try:
+                    result = smoke.SmokeResult.from_record(record)
+                except (KeyError, TypeError, ValueError):
+                    store.drop("smoke", key)
+                else:
+                    progress.item(name, "ok", cached=True)
+                    f.cached.add("smoke")
+                    return result
+        with progress.task(name) as t:
             result = smoke.smoke(f.zip.path, f.built.handler, layer_zip=layer.path if layer else None, event=event,
-                                 timeout=cfg.smoke_timeout, function_name=f.built.spec.short_name,
-                                 runtime=cfg.runtime)
+                                 timeout=cfg.smoke_timeout, function_name=name, runtime=cfg.runtime)
             t.detail = "ok" if result.ok else "failed: " + (result.error or "").split("\n", 1)[0]
+        # Only answers are kept: a failure (or a timeout on a busy machine) is worth running again next time.
+        if key is not None and result.ok:
+            store.put("smoke", key, result.to_record())
         return result
 
     # Two at a time: each is one emulated process, and the machine is usually also building or deploying.

@@ -7,6 +7,7 @@ answer. arm64 binaries run through qemu-user on x86_64 hosts, with no binfmt reg
 
 from __future__ import annotations
 
+import base64
 import collections
 import datetime
 import json
@@ -51,6 +52,15 @@ class SmokeResult:
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "response": self.response, "error": self.error,
                 "duration_ms": self.duration_ms, "stderr_tail": self.stderr_tail}
+
+    def to_record(self) -> dict[str, Any]:
+        """All of the result as JSON values, for the content cache."""
+        return {**self.to_json(), "payload": base64.b64encode(self.payload).decode(), "timed_out": self.timed_out}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> SmokeResult:
+        """The result `to_record` stored; a record of another shape raises (the cache then runs it again)."""
+        return cls(**{**record, "payload": base64.b64decode(record["payload"], validate=True)})
 
 
 def smoke(function_zip: Path, handler: str, *, layer_zip: Path | None = None, event: bytes = b"{}",

@@ -7,6 +7,7 @@ Pure: binary.py reads the file into a `BinaryReport` (never running it); `judge`
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import textwrap
 from collections.abc import Iterable, Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from go_arm_lambda import limits
-from go_arm_lambda.binary import LAMBDA_GO, REBUILD, BinaryReport, glibc_key, read_binary
+from go_arm_lambda.binary import LAMBDA_GO, REBUILD, BinaryReport, GoBuildInfo, glibc_key, read_binary
 from go_arm_lambda.errors import UsageError
 
 Severity = Literal["error", "warning"]
@@ -216,6 +217,21 @@ class Verdict:
                 "lambda_go_version": r.lambda_go_version, "settings": dict(r.go.settings) if r.go else {},
                 "findings": [{"check": f.check, "severity": f.severity, "message": f.message}
                              for f in self.findings]}
+
+    def to_record(self) -> dict[str, Any]:
+        """All of the verdict as JSON values, for the content cache; the binary's path is not part of it."""
+        report = dataclasses.asdict(self.report)
+        del report["path"]
+        return {"report": report, "findings": [dataclasses.asdict(f) for f in self.findings]}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], path: Path) -> Verdict:
+        """The verdict `to_record` stored, for the same bytes now at `path`. A record of another shape raises
+        (TypeError, KeyError): the cache then verifies again."""
+        fields = dict(record["report"])
+        go = fields.pop("go")
+        report = BinaryReport(path=path, **fields, go=None if go is None else GoBuildInfo(**go))
+        return cls(report, [Finding(**f) for f in record["findings"]])
 
 
 def verify_path(path: Path, policy: Policy) -> Verdict:
