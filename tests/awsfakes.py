@@ -62,8 +62,16 @@ class Recorded:
     @property
     def region(self) -> str:
         """The region the request was signed for (SigV4's credential scope: key/date/region/service/...)."""
-        m = re.search(r"Credential=[^/]+/\d+/([^/]+)/", self.headers.get("Authorization", ""))
-        return m.group(1) if m else ""
+        return self._scope()[0]
+
+    @property
+    def service(self) -> str:
+        """The service the request was signed for ("lambda", "s3", "sts"), from the same credential scope."""
+        return self._scope()[1]
+
+    def _scope(self) -> tuple[str, str]:
+        m = re.search(r"Credential=[^/]+/\d+/([^/]+)/([^/]+)/", self.headers.get("Authorization", ""))
+        return (m.group(1), m.group(2)) if m else ("", "")
 
     @property
     def operation(self) -> str:
@@ -131,6 +139,8 @@ class FaultProxy:
         # revisions.RevisionIds: RevisionId kept and enforced as Lambda does). Faults still come first.
         self.guard: Callable[[Recorded, Callable[[], tuple[int, dict[str, str], bytes]]],
                              tuple[int, dict[str, str], bytes]] | None = None
+        # Lambda's request quotas, when a test installs them (quota.Quota): a 429 answer, or None to go on.
+        self.quota: Callable[[Recorded], tuple[int, dict[str, str], bytes] | None] | None = None
         self._lock = threading.Lock()
         self._server = _ProxyServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -223,7 +233,9 @@ class FaultProxy:
             def _answer(self, rec: Recorded, body: bytes, path: str) -> None:
                 if proxy.latency:
                     time.sleep(proxy.latency)
-                fault = proxy._take_fault(self.command, path)
+                # Over Lambda's request quotas (tests/quota.py) a request is turned away before anything else.
+                refused = proxy.quota(rec) if proxy.quota else None
+                fault = None if refused else proxy._take_fault(self.command, path)
                 rec.fault = fault.kind if fault else None
                 if fault and fault.kind in ("reset", "lose"):
                     if fault.kind == "lose":
@@ -233,7 +245,9 @@ class FaultProxy:
                     self.close_connection = True
                     self.connection.close()
                     return
-                if fault and fault.kind == "respond":
+                if refused:
+                    status, headers, out = refused
+                elif fault and fault.kind == "respond":
                     status, headers, out = fault.status, fault.headers, fault.body
                 else:
                     status, headers, out = self._upstream(rec, body)
@@ -448,7 +462,8 @@ def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 
 # --- deploying in tests and benchmarks ----------------------------------------------------------------------
 
-FAST = Timing(max_attempts=5, base_delay=0.01, max_delay=0.05, poll_interval=0.01, wait_timeout=10)
+FAST = Timing(max_attempts=5, max_throttled=5, base_delay=0.01, max_delay=0.05, poll_interval=0.01,
+              wait_timeout=10)
 
 
 def artifacts(tmp: Path, names: list[str], *, version: str = "v1") -> dict[str, FakeArtifact]:
@@ -475,6 +490,12 @@ def desired(zips: dict[str, FakeArtifact], *, regions: tuple[str, ...] = (REGION
 def plan_for(url: str, want: DesiredState, *, concurrency: int = 8, timing: Timing = FAST) -> Plan:
     session = make_session(url, timing=timing)
     return make_plan(want, {r: LambdaView(session, r) for r in want.regions}, concurrency=concurrency)
+
+
+def execute_plan(url: str, plan: Plan, *, concurrency: int = 8, timing: Timing = FAST) -> DeployResult:
+    """The second half of a deploy, for tests that change what AWS answers between planning and executing."""
+    session = make_session(url, timing=timing)
+    return execute(plan, {r.region: LambdaWriter(session, r.region) for r in plan.regions}, concurrency)
 
 
 def deploy(url: str, want: DesiredState, *, concurrency: int = 8, timing: Timing = FAST) -> DeployResult:

@@ -68,6 +68,8 @@ def test_inputs_ignored_outside_actions(tmp_path: Path) -> None:
     ({"alias": "123", "publish": True}, "alias '123' is not valid"),
     ({"layer_permissions": ["bob"]}, "layer permission 'bob' is not valid"),
     ({"concurrency": "0"}, "--concurrency=0 must be at least 1"),
+    ({"rate_limit": "0"}, "--rate-limit='0' is not a positive number"),
+    ({"rate_limit": "fast"}, "--rate-limit='fast' is not a positive number"),
     ({"smoke_timeout": "soon"}, "--smoke-timeout='soon' is not a number"),
     ({"s3_bucket": "My_Bucket"}, "S3 bucket name 'My_Bucket' is not valid"),
     ({"smoke_timeout": "inf"}, "--smoke-timeout=inf is out of range"),

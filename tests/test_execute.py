@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from awsfakes import REGION, FakeArtifact, FakeAws, artifacts, deploy, desired, plan_for
+from awsfakes import REGION, FakeArtifact, FakeAws, artifacts, deploy, desired, execute_plan, plan_for
 from go_arm_lambda import pipeline
 from go_arm_lambda.aws import LambdaWriter, make_session
 from go_arm_lambda.config import Config
@@ -25,6 +25,7 @@ HANDLERS_BY_NAME = {kind.__name__: handler for kind, handler in HANDLERS.items()
 
 LAYER = "go-arm-lambda-bootstrap"
 CONFIG = r"/functions/[^/]+/configuration$"
+FUNCTION = r"/functions/[^/]+$"  # GET: GetFunction, what the planner reads and the waits poll
 POLICY = rf"/layers/{LAYER}/versions/\d+/policy$"
 TEMPLATE = Path(__file__).parents[1] / "layer" / "template.yaml"
 
@@ -552,7 +553,7 @@ def test_retries_are_bounded(aws: FakeAws, tmp_path: Path) -> None:
     result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"])))
 
     assert not result.ok
-    assert len(aws.proxy.matching("PUT", r"/code$")) == 5  # FAST.max_attempts
+    assert len(aws.proxy.matching("PUT", r"/code$")) == 5  # FAST.max_throttled
     assert "TooManyRequestsException" in result.functions[0].error
 
 
@@ -569,56 +570,58 @@ def test_connection_reset_mid_deploy_is_retried(aws: FakeAws, tmp_path: Path) ->
 
 
 def _status(status: str, reason: str = "") -> object:
+    """Rewrites a GetFunction answer's LastUpdateStatus."""
     def rewrite(body: bytes) -> bytes:
-        config = json.loads(body)
-        config["LastUpdateStatus"] = status
+        answer = json.loads(body)
+        answer["Configuration"]["LastUpdateStatus"] = status
         if reason:
-            config["LastUpdateStatusReason"] = reason
-        return json.dumps(config).encode()
+            answer["Configuration"]["LastUpdateStatusReason"] = reason
+        return json.dumps(answer).encode()
     return rewrite
 
 
 def test_waits_while_the_update_is_in_progress(aws: FakeAws, tmp_path: Path) -> None:
     aws.create_function("orders")
-    aws.proxy.rewrite("GET", CONFIG, _status("InProgress"), times=2)  # type: ignore[arg-type]
+    plan = plan_for(aws.url, desired(artifacts(tmp_path, ["orders"])))
+    aws.proxy.clear()
+    aws.proxy.rewrite("GET", FUNCTION, _status("InProgress"), times=2)  # type: ignore[arg-type]
 
-    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"])))
+    result = execute_plan(aws.url, plan)
 
     assert result.ok
-    polls = aws.proxy.matching("GET", CONFIG)
+    polls = aws.proxy.matching("GET", FUNCTION)
     assert [r.fault for r in polls] == ["rewrite", "rewrite", None, None]  # two after the code, one after config
     # The configuration update waited until the code update had finished.
     order = [(r.method, r.fault) for r in aws.proxy.requests if r.method == "PUT" or r.fault]
     assert order[:3] == [("PUT", None), ("GET", "rewrite"), ("GET", "rewrite")]
+    # Polled with GetFunction, which has a quota of its own, not with GetFunctionConfiguration: that would
+    # spend the control plane's, which the updates need.
+    assert aws.proxy.matching("GET", CONFIG) == []
 
 
 def test_waits_for_an_update_already_in_progress_before_writing(aws: FakeAws, tmp_path: Path) -> None:
     aws.create_function("orders")
-
-    def in_progress(body: bytes) -> bytes:
-        answer = json.loads(body)
-        answer["Configuration"]["LastUpdateStatus"] = "InProgress"
-        return json.dumps(answer).encode()
-    aws.proxy.rewrite("GET", r"/functions/orders$", in_progress)  # what the planner reads
-    aws.proxy.rewrite("GET", CONFIG, _status("InProgress"))  # the first poll: still busy
+    # What the planner reads, and the first poll: still busy.
+    aws.proxy.rewrite("GET", FUNCTION, _status("InProgress"), times=2)  # type: ignore[arg-type]
 
     result = deploy(aws.url, desired(artifacts(tmp_path, ["orders"])))
 
     assert result.ok, result.all_errors()
     function_calls = [(r.method, r.path.split("/")[-1], r.fault) for r in aws.proxy.requests
                       if "/functions/orders" in r.path]
-    assert function_calls[:4] == [("GET", "orders", "rewrite"), ("GET", "configuration", "rewrite"),
-                                  ("GET", "configuration", None), ("PUT", "code", None)]
+    assert function_calls[:4] == [("GET", "orders", "rewrite"), ("GET", "orders", "rewrite"),
+                                  ("GET", "orders", None), ("PUT", "code", None)]
     assert [r.status for r in aws.proxy.matching("PUT", r"/functions/orders/")] == [200, 200]
 
 
 def test_failed_update_stops_that_function_only(aws: FakeAws, tmp_path: Path) -> None:
     for name in ("orders", "users", "admin"):
         aws.create_function(name)
-    aws.proxy.rewrite("GET", r"/functions/users/configuration$",
+    plan = plan_for(aws.url, desired(artifacts(tmp_path, ["orders", "users", "admin"])))
+    aws.proxy.rewrite("GET", r"/functions/users$",
                       _status("Failed", "The runtime provided.al2023 is not supported here"))  # type: ignore[arg-type]
 
-    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders", "users", "admin"])))
+    result = execute_plan(aws.url, plan)
 
     assert not result.ok
     report = by_name(result)
@@ -678,10 +681,13 @@ def test_an_unexpected_error_fails_only_that_function(aws: FakeAws, tmp_path: Pa
         aws.create_function(name)
 
     def odd(body: bytes) -> bytes:
-        return json.dumps(json.loads(body) | {"Architectures": 64}).encode()
-    aws.proxy.rewrite("GET", r"/functions/users/configuration$", odd)
+        answer = json.loads(body)
+        answer["Configuration"]["Architectures"] = 64
+        return json.dumps(answer).encode()
+    plan = plan_for(aws.url, desired(artifacts(tmp_path, ["orders", "users"])))
+    aws.proxy.rewrite("GET", r"/functions/users$", odd)
 
-    result = deploy(aws.url, desired(artifacts(tmp_path, ["orders", "users"])))
+    result = execute_plan(aws.url, plan)
 
     report = by_name(result)
     assert report["users"]["status"] == "failed"

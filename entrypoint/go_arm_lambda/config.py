@@ -128,7 +128,8 @@ class Config:
                                commands=BUILD, metavar="JSON|@FILE")
     smoke_timeout: float = setting(10.0, inputs.seconds, "Seconds to wait for a smoke invocation's response.",
                                    commands=BUILD, metavar="S")
-    concurrency: int = setting(8, inputs.count, "Parallel builds, packaging and deploys.", commands=BUILD,
+    concurrency: int = setting(8, inputs.count, "Parallel builds and packaging; in a deploy, functions at a time in "
+                               "each region (Lambda's quotas are per region).", commands=BUILD,
                                action=None, metavar="N")
     regions: tuple[str, ...] = setting(
         (), inputs.split_list, "AWS regions to deploy to (repeat the flag; in the input, comma or newline "
@@ -152,6 +153,10 @@ class Config:
                              commands=DEPLOY, metavar="PREFIX")
     endpoint_url: str | None = setting(None, inputs.optional_text, "AWS endpoint URL override (LocalStack, moto); "
                                        "leave empty for AWS.", commands=(*DEPLOY, "layer upload"), metavar="URL")
+    rate_limit: float = setting(
+        15.0, inputs.per_second, "Lambda control-plane requests per second per region a deploy allows itself. AWS's "
+        "quota is 15, for the whole account and region; lower it when other deploys run in the account at the same "
+        "time. Throttled anyway, the deploy slows down further on its own.", commands=DEPLOY, metavar="N")
     dry_run: bool = setting(False, inputs.boolean, "Build, check and show the plan, but change nothing in AWS.",
                             commands=DEPLOY)
     allow_older: bool = setting(

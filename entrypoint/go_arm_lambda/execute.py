@@ -1,6 +1,6 @@
 """Runs a plan's steps through one dispatch, `HANDLERS`: exactly one handler per step type (steps.py).
 
-Regions run side by side, each region's layer steps first, then its functions in a bounded pool. One function's
+Regions run side by side, each region's layer steps first, then its functions in a pool of its own. One function's
 failure does not stop the others, whatever it is (an AWS refusal or an answer nobody expected); the result says
 per function what happened, so the report and the exit code can tell which functions were updated, which failed
 and which were never touched, and it keeps each failure's exception for --debug.
@@ -140,7 +140,7 @@ class _Run:
 
 
 def execute(plan: Plan, writers: Mapping[str, LambdaWriter], concurrency: int = 8) -> DeployResult:
-    """Runs the plan: one writer per region, at most `concurrency` functions at a time over all regions."""
+    """Runs the plan: one writer per region, at most `concurrency` functions at a time in each region."""
     return _walk(plan, writers, concurrency)
 
 
@@ -156,12 +156,12 @@ def _walk(plan: Plan, writers: Mapping[str, LambdaWriter] | None, concurrency: i
                             "this is a go-arm-lambda bug; report it with the plan (--dry-run --json)")
     result = DeployResult(writers is None, plan.layer_name)
     before = sum(w.mutating_calls for w in writers.values()) if writers else 0
-    # One pool for every function of every region, so --concurrency bounds the whole deploy; region threads
-    # only run the (few) layer steps and then wait for their functions.
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as functions_pool, \
-            ThreadPoolExecutor(max_workers=max(1, len(plan.regions))) as regions_pool:
+    # A pool per region: Lambda's request quotas are per region (aws.RateLimiter paces each), so with one pool
+    # for all, one region's functions queued ahead of another's would hold every worker while the other
+    # region's quota went unused.
+    with ThreadPoolExecutor(max_workers=max(1, len(plan.regions))) as regions_pool:
         per_region = list(regions_pool.map(
-            lambda r: _run_region(r, writers[r.region] if writers else None, functions_pool, plan.alias),
+            lambda r: _run_region(r, writers[r.region] if writers else None, concurrency, plan.alias),
             plan.regions))
     for region, (layer_run, failure, functions) in zip(plan.regions, per_region, strict=True):
         if result.layer_name is not None:
@@ -201,7 +201,7 @@ def _failure(exc: BaseException) -> str:
             "understand: run the deploy again, and report it if it persists")
 
 
-def _run_region(region: RegionPlan, writer: LambdaWriter | None, pool: ThreadPoolExecutor, alias: str | None,
+def _run_region(region: RegionPlan, writer: LambdaWriter | None, concurrency: int, alias: str | None,
                 ) -> tuple[_Run, Exception | None, list[_Run]]:
     """(the layer's run, the exception that stopped it, the functions' runs)."""
     layer_run = _Run(writer, _Layer())
@@ -213,8 +213,9 @@ def _run_region(region: RegionPlan, writer: LambdaWriter | None, pool: ThreadPoo
         untouched = [_Run(writer, layer_run.layer, _as_it_is(fp, alias, Status.NOT_TOUCHED, error))
                      for fp in region.functions]
         return layer_run, exc, untouched
-    return layer_run, None, list(pool.map(lambda fp: _run_function(fp, writer, layer_run.layer, alias),
-                                          region.functions))
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        return layer_run, None, list(pool.map(lambda fp: _run_function(fp, writer, layer_run.layer, alias),
+                                              region.functions))
 
 
 def _run_function(fp: FunctionPlan, writer: LambdaWriter | None, layer: _Layer, alias: str | None) -> _Run:

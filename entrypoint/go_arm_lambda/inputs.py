@@ -140,6 +140,17 @@ def seconds(raw: Any, where: str) -> float:
     return value
 
 
+def per_second(raw: Any, where: str) -> float:
+    """A rate: a number of requests per second above 0."""
+    try:
+        value = float(scalar(raw, where))
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise UsageError(f"{where}={raw!r} is not a positive number", "give requests per second, such as 15")
+    return value
+
+
 def text(raw: Any, where: str) -> str:
     return scalar(raw, where)
 

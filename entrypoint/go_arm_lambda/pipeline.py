@@ -333,7 +333,7 @@ def deploy_built(cfg: Config, output: BuildOutput, job: progress.Job | None = No
 
     job = job or progress.Job()
     stage = job.stage
-    session = aws.make_session(cfg.endpoint_url)
+    session = aws.make_session(cfg.endpoint_url, rates=aws.Rates(control_plane=cfg.rate_limit))
     desired = plan.desired_state(DeployConfig.of(cfg),
                                  [(f.built.spec, f.built.handler, f.zip) for f in output.functions], output.layer,
                                  tool_version=__version__, commit=git_commit(cfg.source),

@@ -103,12 +103,15 @@ class _Current:
 def make_plan(desired: DesiredState, views: Mapping[str, LambdaView], *, concurrency: int = 8) -> Plan:
     """Reads AWS, checks everything, and returns the steps; raises UsageError before anything is written."""
     _check_inputs(desired)
-    # The reads go through one bounded pool; each region only schedules its reads and waits for them, so
-    # regions get a thread each (a region thread must not take a pool worker its own reads wait for).
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool, \
-            ThreadPoolExecutor(max_workers=len(desired.regions)) as regions_pool:
-        read = regions_pool.map(lambda region: _read_region(desired, views[region], pool), desired.regions)
-        current = dict(zip(desired.regions, read, strict=True))
+    # Each region reads through a bounded pool of its own: Lambda's quotas are per region, so one region's reads
+    # queued ahead of another's would leave the other's quota unused. A region only schedules its reads and
+    # waits for them, so regions get a thread each (it must not take a pool worker its own reads wait for).
+    def read_region(region: str) -> _Current:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            return _read_region(desired, views[region], pool)
+
+    with ThreadPoolExecutor(max_workers=len(desired.regions)) as regions_pool:
+        current = dict(zip(desired.regions, regions_pool.map(read_region, desired.regions), strict=True))
     problems: list[UserError] = []
     regions = []
     for region in desired.regions:
