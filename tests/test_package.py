@@ -251,6 +251,23 @@ def test_extract_restores_modes_and_links(tmp_path: Path) -> None:
     assert (tmp_path / "out/sticky").stat().st_mode & 0o7777 == 0o777
 
 
+def test_extract_takes_an_entry_from_a_file_the_zip_vouches_for_and_nothing_else(tmp_path: Path) -> None:
+    zpath = foreign_zip(tmp_path / "f.zip", [("fn", b"\x7fELF the binary", 0o100644), ("other", b"x", 0o100755)])
+    same = tmp_path / "same"
+    same.write_bytes(b"\x7fELF the binary")
+    same.chmod(0o755)
+    extract_zip(zpath, tmp_path / "a", {"fn": same})
+    # The zip's mode, not the file's: a handler zipped without its exec bit still fails as it would on Lambda.
+    assert (tmp_path / "a/fn").read_bytes() == same.read_bytes()
+    assert (tmp_path / "a/fn").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "a/other").read_bytes() == b"x"
+    differs = tmp_path / "differs"
+    differs.write_bytes(b"\x7fELF the binarY")  # same size, another CRC-32: the zip's own bytes win
+    extract_zip(zpath, tmp_path / "b", {"fn": differs, "other": tmp_path / "missing"})
+    assert (tmp_path / "b/fn").read_bytes() == b"\x7fELF the binary"
+    assert (tmp_path / "b/other").read_bytes() == b"x"
+
+
 @pytest.mark.parametrize(("entries", "says"), [
     ([("x" * 300, b"x", 0o100755)], f"holds '{'x' * 300}', which cannot be extracted: File name too long"),
     ([("a", b"x", 0o100755), ("a/b", b"y", 0o100755)],

@@ -239,7 +239,8 @@ def run_smoke(cfg: Config, functions: list[FunctionArtifacts], layer: package.Ar
                     return result
         with progress.task(name) as t:
             result = smoke.smoke(f.zip.path, f.built.handler, layer_zip=layer.path if layer else None, event=event,
-                                 timeout=cfg.smoke_timeout, function_name=name, runtime=cfg.runtime)
+                                 timeout=cfg.smoke_timeout, function_name=name, runtime=cfg.runtime,
+                                 function_files={f.built.handler: f.built.binary})
             t.detail = "ok" if result.ok else "failed: " + (result.error or "").split("\n", 1)[0]
         # Only answers are kept: a failure (or a timeout on a busy machine) is worth running again next time.
         if key is not None and result.ok:
