@@ -1,7 +1,7 @@
 """The Dockerfile and action.yml, checked against the repository and the code they must agree with.
 
-No Docker engine runs here: the image proves itself with `go-arm-lambda doctor` (see test_doctor.py and the
-Dockerfile's last RUN); these tests catch drift between the files.
+These need no Docker engine: they catch drift between the files. `make test-image` (tests/image) builds the
+image and runs it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from conftest import ROOT
-from go_arm_lambda import config, report
+from go_arm_lambda import config, report, toolchain
 from go_arm_lambda.toolchain import MIN_GO
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -64,8 +64,11 @@ def test_every_copied_path_exists_and_reaches_the_build_context() -> None:
                 if p.strip() and not p.startswith("#")]
     copies = [shlex.split(args) for keyword, args in instructions() if keyword in ("COPY", "ADD")]
     assert copies, "the Dockerfile copies nothing"
+    stages = {args.split()[-1] for keyword, args in instructions() if keyword == "FROM" and " AS " in args}
     for args in copies:
-        assert not any(a.startswith("--from") for a in args)
+        if args[0].startswith("--from="):  # from an earlier stage, not from the build context
+            assert args[0].removeprefix("--from=") in stages, args
+            continue
         for source in args[:-1]:
             path = ROOT / source
             assert path.exists(), f"COPY {source}: no such path in the repository"
@@ -88,15 +91,43 @@ def test_everything_the_wheel_needs_is_copied() -> None:
     assert needed <= copied
 
 
-def test_base_image_is_a_pinned_official_go_on_bookworm() -> None:
-    froms = [args for keyword, args in instructions() if keyword == "FROM"]
-    assert len(froms) == 1
-    image = froms[0].split()[0]
-    name, _, tag = image.partition("@")[0].partition(":")
-    assert name == "golang"
-    assert re.fullmatch(r"1\.\d+\.\d+-bookworm", tag), f"{image}: pin a full Go version on bookworm"
-    go_version = tuple(int(x) for x in tag.split("-")[0].split("."))
-    assert go_version[:2] >= MIN_GO
+def _stages() -> list[tuple[str, list[tuple[str, str]]]]:
+    """(FROM arguments, the instructions of that stage)."""
+    stages: list[tuple[str, list[tuple[str, str]]]] = []
+    for keyword, args in instructions():
+        if keyword == "FROM":
+            stages.append((args, []))
+        elif stages:
+            stages[-1][1].append((keyword, args))
+    return stages
+
+
+def test_bases_are_build_arguments_defaulting_to_pinned_official_images() -> None:
+    # Look-alikes replace them where no registry is reachable (tests/image); everything after FROM is the same.
+    args = dict(a.split("=", 1) for k, a in instructions() if k == "ARG" and "_IMAGE=" in a)
+    assert set(args) == {"GO_IMAGE", "BASE_IMAGE"}
+    name, _, tag = args["GO_IMAGE"].partition("@")[0].partition(":")
+    assert name == "golang" and re.fullmatch(r"1\.\d+\.\d+-bookworm", tag), f"{args['GO_IMAGE']}: pin a Go release"
+    assert tuple(int(x) for x in tag.split("-")[0].split("."))[:2] >= MIN_GO
+    assert args["BASE_IMAGE"] == "debian:bookworm-slim"  # the Debian release the Go image is built on
+    assert [f for f, _ in _stages()] == ["${GO_IMAGE} AS go", "${BASE_IMAGE} AS venv", "${BASE_IMAGE}"]
+
+
+def test_the_image_takes_only_go_from_the_go_image_and_only_the_venv_from_its_stage() -> None:
+    final = _stages()[-1][1]
+    from_stages = sorted(a for k, a in final if k == "COPY" and a.startswith("--from="))
+    assert from_stages == ["--from=go /usr/local/go /usr/local/go",
+                           "--from=venv /opt/go-arm-lambda/venv /opt/go-arm-lambda/venv"]
+    assert not [a for k, a in final if k == "COPY" and not a.startswith("--from=")]
+
+
+def test_go_caches_default_to_tmp_and_stay_unset_for_the_action() -> None:
+    env = " ".join(a for k, a in _stages()[-1][1] if k == "ENV")
+    # Any user can write under /tmp (also on a read-only root with a tmpfs /tmp); GOCACHE and GOMODCACHE stay
+    # unset, or the Action would take them for the user's choice and not put them in the workspace.
+    assert "GOPATH=/tmp/go" in env and "XDG_CACHE_HOME=/tmp/.cache" in env
+    assert "GOCACHE" not in env and "GOMODCACHE" not in env
+    assert "/usr/local/go/bin" in env
 
 
 def test_entrypoint_is_the_packages_console_script_in_exec_form() -> None:
@@ -111,17 +142,37 @@ def test_entrypoint_is_the_packages_console_script_in_exec_form() -> None:
     assert venvs and path.parent == Path(venvs[0]) / "bin"
 
 
+def _installed(stage: list[tuple[str, str]]) -> set[str]:
+    runs = " ".join(a for k, a in stage if k == "RUN")
+    found = re.search(r"apt-get install (.*?)(;|&&|$)", runs)
+    assert found
+    return {w for w in found.group(1).split() if not w.startswith("-")}
+
+
 def test_no_user_no_workdir_and_the_right_system_packages() -> None:
     keywords = [k for k, _ in instructions()]
     assert "USER" not in keywords and "WORKDIR" not in keywords
-    runs = " ".join(a for k, a in instructions() if k == "RUN")
-    installed = re.search(r"apt-get install (.*?)(&&|$)", runs)
-    assert installed
-    packages = {w for w in installed.group(1).split() if not w.startswith("-")}
-    assert packages == {"python3", "python3-venv", "qemu-user-static", "gcc-aarch64-linux-gnu",
-                        "libc6-dev-arm64-cross"}
+    _, (_, venv), (_, final) = _stages()
+    assert _installed(venv) == {"python3", "python3-venv"}
+    assert _installed(final) == {"ca-certificates", "git", "python3", "$arch_packages"}
+    runs = " ".join(a for k, a in final if k == "RUN")
+    arch = dict(re.findall(r"(amd64|arm64)\) (.*?) ;;", runs))
+    assert set(arch) == {"amd64", "arm64"}
+
+    def assigned(text: str, name: str) -> str:
+        m = re.search(rf'{name}="([^"]*)"', text)
+        assert m, (name, text)
+        return m.group(1)
+
+    assert assigned(arch["amd64"], "arch_packages") == "qemu-user-static"
+    assert assigned(arch["arm64"], "arch_packages") == ""  # arm64 binaries run natively there
+    # The compiler cgo installs on first use is the one the toolchain names in its own error messages.
+    assert assigned(arch["amd64"], "cgo_packages") == toolchain.cc_packages("x86_64")
+    assert assigned(arch["arm64"], "cgo_packages") == toolchain.cc_packages("aarch64")
+    assert f"> {toolchain.CC_ON_FIRST_USE}" in runs
     assert "! -name 'qemu-aarch64-static' -delete" in runs  # only the aarch64 emulator stays
     assert "rm -rf /var/lib/apt/lists/*" in runs
+    assert "pip uninstall -y -q pip setuptools" in " ".join(a for k, a in venv if k == "RUN")
 
 
 def test_layers_are_ordered_for_caching() -> None:

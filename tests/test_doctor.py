@@ -6,7 +6,10 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from conftest import require_tool
+from go_arm_lambda import doctor
 from go_arm_lambda.doctor import Check, all_ok, checks_to_json, format_checks, run_doctor
 
 
@@ -105,3 +108,28 @@ def test_git_is_needed_only_for_some_jobs(tmp_path: Path) -> None:
     assert git.status == "warning"
     assert "modules fetched straight from version control" in git.detail and "buildvcs" not in git.fix
     assert all_ok(list(checks.values()))
+
+
+def test_an_arm64_machine_builds_cgo_with_its_native_gcc(tmp_path: Path) -> None:
+    # Amazon Linux and others name the native compiler only gcc; on arm64 that is the compiler cgo needs.
+    env = {**os.environ, "PATH": _bin_with(tmp_path, "go", "git", "gcc")}
+    arm = _by_name(run_doctor(env, cgo=True, machine="aarch64"))
+    assert arm["cross-cc"].status == "ok" and arm["cross-cc"].detail.endswith(str(tmp_path / "bin" / "gcc"))
+    assert all_ok(list(arm.values()))
+    x86 = _by_name(run_doctor(env, cgo=True, machine="x86_64"))["cross-cc"]
+    assert x86.status == "error" and "gcc-aarch64-linux-gnu" in x86.fix  # a native x86 gcc cannot build arm64
+
+
+def test_the_image_installs_the_compiler_on_first_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The image leaves the compiler out and names its packages in CC_ON_FIRST_USE.
+    listed = tmp_path / "cgo-packages"
+    listed.write_text("gcc libc6-dev\n")
+    monkeypatch.setattr(doctor, "CC_ON_FIRST_USE", listed)
+    env = {**os.environ, "PATH": _bin_with(tmp_path, "go", "git")}
+    check = _by_name(run_doctor(env, machine="aarch64"))["cross-cc"]
+    assert check.status == "warning"
+    assert "the first --cgo build in this container installs it (gcc libc6-dev" in check.detail
+    as_root = os.geteuid() == 0
+    assert ("which needs root" in check.detail) is not as_root
+    required = _by_name(run_doctor(env, cgo=True, machine="aarch64"))["cross-cc"]
+    assert (required.status == "error") is not as_root

@@ -20,11 +20,12 @@ from typing import Literal
 from go_arm_lambda import proc
 from go_arm_lambda.errors import ToolchainError
 from go_arm_lambda.toolchain import (
+    CC_ON_FIRST_USE,
     CROSS_CC,
-    CROSS_CC_PACKAGES,
     MIN_GO,
     QEMU_NAMES,
     QEMU_PACKAGE,
+    cc_packages,
     find_go,
     is_arm64,
     which_cross_cc,
@@ -102,14 +103,23 @@ def _check_qemu(env: Mapping[str, str], machine: str) -> Check:
                  f"install it (Debian/Ubuntu: apt-get install {QEMU_PACKAGE}), or pass --no-smoke")
 
 
-def _check_cross_cc(env: Mapping[str, str], cgo: bool) -> Check:
+def _check_cross_cc(env: Mapping[str, str], cgo: bool, machine: str) -> Check:
     # The same lookup a --cgo build makes, on the PATH being checked.
-    path = which_cross_cc(env.get("PATH", ""))
+    path = which_cross_cc(env.get("PATH", ""), machine)
     if path:
         return Check("cross-cc", "ok", f"{_version_of(path, env)} at {path}")
+    packages = cc_packages(machine)
+    compiler = f"{CROSS_CC} or gcc" if is_arm64(machine) else CROSS_CC
+    if CC_ON_FIRST_USE.is_file():  # the image: the first cgo build installs it
+        wanted = " ".join(CC_ON_FIRST_USE.read_text().split())
+        root = os.geteuid() == 0
+        return Check("cross-cc", "error" if cgo and not root else "warning",
+                     f"{compiler} is not installed; the first --cgo build in this container installs it ({wanted}, "
+                     f"about 10-30 s){'' if root else ', which needs root'}",
+                     "run the container as root for --cgo builds" if not root else "")
     return Check("cross-cc", "error" if cgo else "warning",
-                 f"{CROSS_CC} not found on PATH; only --cgo builds need it",
-                 f"install it (Debian/Ubuntu: apt-get install {CROSS_CC_PACKAGES}) to build with --cgo")
+                 f"{compiler} not found on PATH; only --cgo builds need it",
+                 f"install it (Debian/Ubuntu: apt-get install {packages}) to build with --cgo")
 
 
 def _check_git(env: Mapping[str, str]) -> Check:
@@ -141,8 +151,8 @@ def run_doctor(env: Mapping[str, str] | None = None, *, go: str = "go", cgo: boo
     checks = [go_check]
     if go_check.status == "ok":
         checks += [_check_writable(var, goenv.get(var, "")) for var in ("GOCACHE", "GOMODCACHE")]
-    checks += [_check_qemu(env, machine or platform.machine()), _check_cross_cc(env, cgo), _check_git(env),
-               _check_python()]
+    machine = machine or platform.machine()
+    checks += [_check_qemu(env, machine), _check_cross_cc(env, cgo, machine), _check_git(env), _check_python()]
     return checks
 
 

@@ -7,6 +7,8 @@ import os
 import platform
 import re
 import shutil
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,13 @@ from go_arm_lambda.errors import ToolchainError
 MIN_GO = (1, 23)
 CROSS_CC = "aarch64-linux-gnu-gcc"
 CROSS_CC_PACKAGES = "gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
+# On an arm64 host cgo needs no cross compiler: the native one builds for linux/arm64 (Debian's also answers to
+# the cross compiler's name).
+NATIVE_CC = ("gcc", "cc")
+NATIVE_CC_PACKAGES = "gcc libc6-dev"
+# The image leaves the C compiler for cgo out (175 MB on amd64, 150 MB on arm64, that only cgo builds use) and
+# lists in this file the Debian packages that bring it: the first cgo build in a container installs them.
+CC_ON_FIRST_USE = Path("/opt/go-arm-lambda/cgo-packages")
 # Where qemu finds /lib/ld-linux-aarch64.so.1 for a cgo binary: Debian's aarch64 cross toolchain puts it here.
 AARCH64_SYSROOT = "/usr/aarch64-linux-gnu"
 QEMU_NAMES = ("qemu-aarch64-static", "qemu-aarch64")
@@ -98,16 +107,55 @@ def build_env(*, goarm64: str, cgo: bool) -> dict[str, str]:
     return proc.merged_env(overrides)
 
 
-def which_cross_cc(search_path: str | None = None) -> str | None:
-    """The cross compiler on PATH (or on `search_path`, which the doctor uses to check another PATH)."""
-    return shutil.which(CROSS_CC, path=search_path)
+def cc_packages(machine: str | None = None) -> str:
+    """The Debian packages that bring the C compiler cgo builds use on `machine` (default: this one)."""
+    return NATIVE_CC_PACKAGES if is_arm64(machine) else CROSS_CC_PACKAGES
+
+
+def which_cross_cc(search_path: str | None = None, machine: str | None = None) -> str | None:
+    """The C compiler for linux/arm64 on PATH (or on `search_path`, which the doctor uses to check another PATH):
+    the cross compiler, or on an arm64 `machine` (default: this one) also the native compiler."""
+    names = (CROSS_CC, *NATIVE_CC) if is_arm64(machine) else (CROSS_CC,)
+    return next((p for p in (shutil.which(n, path=search_path) for n in names) if p), None)
 
 
 def find_cross_cc() -> str:
     path = which_cross_cc()
+    if path is not None:
+        return path
+    if CC_ON_FIRST_USE.is_file():
+        return _install_cc(CC_ON_FIRST_USE.read_text().split())
+    raise ToolchainError(f"--cgo needs an aarch64 C cross compiler, and {CROSS_CC} is not installed",
+                         f"install it (Debian/Ubuntu: apt-get install {cc_packages()}) or drop --cgo")
+
+
+def _install_cc(packages: list[str]) -> str:
+    """Install the image's C compiler for cgo with apt, once per container, saying what it costs."""
+    wanted = " ".join(packages)
+    if os.geteuid() != 0:
+        raise ToolchainError(f"--cgo needs a C compiler for linux/arm64, which this image installs on first use, "
+                             f"and only root can install it (this container runs as uid {os.geteuid()})",
+                             "run the container as root (without -u) for cgo builds, or build an image FROM this "
+                             f"one with `RUN apt-get update && apt-get install -y {wanted}`")
+    sys.stderr.write(f"go-arm-lambda: cgo: installing the C compiler for linux/arm64 ({wanted}), once per "
+                     "container; it takes about 10-30 s\n")
+    sys.stderr.flush()
+    start = time.monotonic()
+    env = proc.merged_env({"DEBIAN_FRONTEND": "noninteractive"})
+    for argv in (["apt-get", "update", "-qq"],
+                 ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]):
+        done = proc.run(argv, env=env, timeout=900)
+        if not done.ok:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise ToolchainError(f"installing the C compiler for cgo failed: `{' '.join(argv[:2])}`: "
+                                 f"{' / '.join(tail)}",
+                                 "let the container reach Debian's package mirror, or build an image FROM this "
+                                 f"one with `RUN apt-get update && apt-get install -y {wanted}`")
+    path = which_cross_cc()
     if path is None:
-        raise ToolchainError(f"--cgo needs an aarch64 C cross compiler, and {CROSS_CC} is not installed",
-                             f"install it (Debian/Ubuntu: apt-get install {CROSS_CC_PACKAGES}) or drop --cgo")
+        raise ToolchainError(f"{wanted} installed, but {CROSS_CC} is still not on PATH",
+                             "check PATH inside the container")
+    sys.stderr.write(f"go-arm-lambda: cgo: {path} installed in {time.monotonic() - start:.0f} s\n")
     return path
 
 
