@@ -69,8 +69,9 @@ def time_to_first_request(argv: list[str], env: dict[str, str], listener: socket
     except TimeoutError:
         pass  # said below, once the child is gone and its stderr is in hand
     finally:
-        # The one place the child is stopped and reaped, whichever way the wait ended.
-        child.kill()
+        # The one place the child is stopped and reaped, whichever way the wait ended: by its reaper, which
+        # takes down whatever it started.
+        proc.stop(child, grace=0)
         _, err = child.communicate()
     if arrived is None:
         sys.exit(f"{argv[0]} made no Runtime API request within {listener.gettimeout():g} s: "

@@ -143,7 +143,8 @@ class FaultProxy:
         self.quota: Callable[[Recorded], tuple[int, dict[str, str], bytes] | None] | None = None
         self._lock = threading.Lock()
         self._server = _ProxyServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # shutdown() waits for serve_forever's next poll: at the default 0.5 s, most of a short test's time.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
         self._thread.start()
 
     @property

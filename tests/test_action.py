@@ -235,33 +235,34 @@ def test_an_internal_error_is_reported_and_traced_under_runner_debug(runner: Run
     assert "Traceback (most recent call last)" in done.stderr and "RuntimeError: injected fault" in done.stderr
 
 
-def test_an_os_error_before_the_build_still_reports(runner: Runner) -> None:
-    # .go-arm-lambda is a file: the Go caches the Action puts there cannot be made, nor can the report be written.
+def test_an_unusable_output_place_is_refused_before_the_build_and_still_reports(runner: Runner) -> None:
+    # .go-arm-lambda is a file: neither the build output, nor the Go caches, nor the report can go there.
     (runner.workspace / ".go-arm-lambda").write_text("not a directory")
     env = runner.env(_event(runner.tmp / "event.json"), comment="never")
     env = {k: v for k, v in env.items() if k not in ("GOCACHE", "GOMODCACHE")}
     done = runner.run(env)
-    assert done.returncode == 1, done.stdout + done.stderr
-    cache = runner.workspace / ".go-arm-lambda" / "cache" / "go-build"
-    assert _errors(done) == [f"::error title=go-arm-lambda::cannot use {cache}: Not a directory. check the path "
-                             "and its permissions"]
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert _errors(done) == ["::error title=invalid input::output directory .go-arm-lambda/dist cannot be created: "
+                             ".go-arm-lambda is not a directory. point --out at a directory that can be created or "
+                             "written"]
     assert "Traceback" not in done.stderr
     out = runner.outputs_now()
     assert out["report"] == "" and out["changed"] == "false"  # no report file to point at
     summary = runner.summary.read_text()
-    assert f"cannot use {cache}" in summary and "cannot write the report" in summary
+    assert ".go-arm-lambda is not a directory" in summary and "cannot write the report" in summary
     assert runner.aws.proxy.requests == []
 
 
-def test_a_report_that_cannot_be_written_leaves_outputs_and_summary(runner: Runner) -> None:
+def test_a_report_that_cannot_be_written_is_refused_up_front_and_leaves_outputs_and_summary(runner: Runner) -> None:
     (runner.workspace / ".go-arm-lambda" / "report.json").mkdir(parents=True)
     env = runner.env(_event(runner.tmp / "event.json"), functions="hello=./cmd/hello", regions="", smoke="false",
                      comment="never")
     done = runner.run(env)
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr
     report_path = runner.workspace / ".go-arm-lambda" / "report.json"
-    assert _errors(done) == [f"::error title=go-arm-lambda::cannot write the report to {report_path} (Is a "
-                             "directory). make sure its directory exists or can be created, and can be written"]
+    assert _errors(done) == [f"::error title=invalid input::the report file {report_path} is a directory. make the "
+                             "workspace's .go-arm-lambda a writable directory, or remove what is there"]
     assert runner.outputs_now()["report"] == ""
     summary = runner.summary.read_text()
-    assert "hello" in summary and "cannot write the report" in summary  # the build's result, and why no file
+    assert "the report file" in summary and "cannot write the report" in summary  # why no build, and why no file
+    assert not (runner.workspace / ".go-arm-lambda" / "dist").exists()  # nothing was built

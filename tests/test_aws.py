@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from awsfakes import FAST, REGION, FakeAws, artifacts, deploy, desired, plan_for, reset_moto, set_moto_auth
+from go_arm_lambda import config
 from go_arm_lambda.aws import LambdaView, make_session, upload_layer
 from go_arm_lambda.errors import AwsError, UserError
 
@@ -77,7 +78,7 @@ def test_a_garbled_answer_that_persists_is_one_clear_line(aws: FakeAws) -> None:
 def test_an_answer_without_a_needed_field_is_one_clear_line(aws: FakeAws) -> None:
     aws.create_function("orders")
     aws.proxy.rewrite("GET", r"/functions/orders$", lambda body: b'{"Code": {}}')
-    with pytest.raises(AwsError) as info:
+    with pytest.raises(AwsError) as info, config.speaking_to("deploy"):
         LambdaView(make_session(aws.url, timing=FAST), REGION).function("orders")
     assert str(info.value) == ("GetFunction for function orders in eu-west-1: AWS's answer has no Configuration. "
                                "run the deploy again; if it persists, check that --endpoint-url points at AWS Lambda")

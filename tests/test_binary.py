@@ -8,6 +8,7 @@ import os
 import shutil
 import struct
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -91,6 +92,29 @@ def test_corrupt_version_needs_are_named(cgo_bin: Path, tmp_path: Path) -> None:
     [f] = verify_path(path, AL2023).findings
     assert f.message == ("cgo: corrupt ELF: the symbol version needs (.gnu.version_r) cannot be parsed "
                          "(corrupt or truncated): the file is damaged; rebuild it")
+
+
+def test_version_needs_that_never_end_are_refused_not_walked(cgo_bin: Path, tmp_path: Path) -> None:
+    """A forged count of 2**32-1 version needs, each pointing back at itself (vn_next 0): walked, it would take
+    hours; the reader stops past any real program's count."""
+    data = bytearray(cgo_bin.read_bytes())
+    with open(cgo_bin, "rb") as f:
+        elf = ELFFile(f)
+        index = next(i for i, s in enumerate(elf.iter_sections()) if s.name == ".gnu.version_r")
+        verneed = elf.get_section(index)["sh_offset"]
+        header = elf["e_shoff"] + index * elf["e_shentsize"]
+    struct.pack_into("<I", data, header + 44, 0xFFFFFFFF)  # Elf64_Shdr.sh_info: the number of entries
+    struct.pack_into("<I", data, verneed + 12, 0)  # Elf64_Verneed.vn_next: the same entry again
+    path = tmp_path / "cgo"
+    path.write_bytes(bytes(data))
+    found: list[object] = []
+    reader = threading.Thread(target=lambda: found.append(verify_path(path, AL2023)), daemon=True)
+    reader.start()
+    reader.join(60)
+    assert found, "the reader walked the forged version needs for over a minute"
+    [f] = found[0].findings  # type: ignore[attr-defined]
+    assert f.message == ("cgo: corrupt ELF: the symbol version needs (.gnu.version_r) hold more than 10,000 "
+                         "entries, which no linker writes: the file is damaged; rebuild it")
 
 
 def test_a_bug_in_the_reader_is_not_dressed_up_as_a_finding(monkeypatch: pytest.MonkeyPatch,

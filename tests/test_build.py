@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -105,15 +106,17 @@ def test_cgo_build_uses_the_cross_compiler(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("functions", "message"), [
-    ((), "no functions to build. pass --function NAME=PACKAGE"),
+    ((), "no functions to build. give --function orders=./cmd/orders"),
     (("x=cmd/hello",), "package 'cmd/hello' is not a relative directory. write it relative to"),
     (("x=./cmd/nope",), "function x: package ./cmd/nope does not exist under"),
     (("x=./internal/greet",), "function x: ./internal/greet is package greet, not a main package"),
     (("x=./cmd",), "function x: ./cmd has no Go files"),
+    (("x=./cmd/hello/main.go",), "function x: package ./cmd/hello/main.go is a file, and a package is a directory. "
+                                 "give the directory of its main package, e.g. x=./cmd/hello"),
 ])
 def test_bad_packages_fail_before_building(functions: tuple[str, ...], message: str, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(UsageError) as exc:
+    with pytest.raises(UsageError) as exc, config.speaking_to("build"):
         build.build(_cfg(EXAMPLES, *functions), tmp_path)
     assert message in str(exc.value)
     assert not any(tmp_path.iterdir())
@@ -172,10 +175,14 @@ def test_compiler_errors_keep_file_and_line_and_exit_1(tmp_path: Path, capsys: p
 
 
 def test_missing_go_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --go the user gave that does not exist is bad input (exit 2, before anything runs); a go that vanishes
+    later is the toolchain's error."""
+    with pytest.raises(UsageError, match=r"go command '/nonexistent/go' does not exist\. give --go the path"):
+        _cfg(EXAMPLES, "hello=./cmd/hello", go="/nonexistent/go")
     with pytest.raises(ToolchainError, match=r"Go toolchain '/nonexistent/go' not found\. install Go 1\.23"):
-        build.build(_cfg(EXAMPLES, "hello=./cmd/hello", go="/nonexistent/go"), tmp_path)
+        build.build(dataclasses.replace(_cfg(EXAMPLES, "hello=./cmd/hello"), go="/nonexistent/go"), tmp_path)
     assert cli.main(["build", "--source", str(EXAMPLES), "--function", "h=./cmd/hello", "--go", "/nonexistent/go",
-                     "--out", str(tmp_path)]) == 1
+                     "--out", str(tmp_path)]) == 2
     assert "Traceback" not in capsys.readouterr().err
 
 

@@ -112,11 +112,13 @@ def test_entries_unused_for_long_are_pruned_with_their_zips(tmp_path: Path) -> N
     store.put_zip("o" * 64, made.path, made.sha256, made.size, made.unzipped_size)
     store.put("smoke", "n" * 64, {"ok": True})
     old = time.time() - cache.MAX_AGE_S - 60
-    for record in tmp_path.rglob(f"{'o' * 64}.json"):
-        os.utime(record, (old, old))
+    leftover = tmp_path / f"v{cache.FORMAT}" / "smoke" / ".half-written.json.tmp"
+    leftover.write_text("{")
+    for path in (*tmp_path.rglob(f"{'o' * 64}.json"), leftover):
+        os.utime(path, (old, old))
     assert store.prune(time.time() - cache.MAX_AGE_S) == 1
     assert store.zip("o" * 64) is None and not list(tmp_path.rglob(f"{'o' * 64}.zip"))
-    assert store.get("smoke", "n" * 64) == {"ok": True}
+    assert store.get("smoke", "n" * 64) == {"ok": True} and not leftover.exists()
 
 
 # --- the stat memo ---------------------------------------------------------------------------------------------

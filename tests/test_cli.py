@@ -15,7 +15,7 @@ import pytest
 
 from awsfakes import REGION, FakeAws
 from conftest import EXAMPLES, FUNCTIONS_MODULE, GoBuilder, require_tool
-from go_arm_lambda import build, cli, package
+from go_arm_lambda import build, cli, package, pipeline
 
 HELLO = "hello=./cmd/hello"
 ORDERS = "orders-api=./cmd/orders"
@@ -73,7 +73,7 @@ def test_build_smoke_invokes_each_function(tmp_path: Path, capsys: pytest.Captur
     assert last_error(err) == ("error: smoke invocation of fail (and panic) failed: Handler returned an error: "
                                "errorString: "
                                "order 42 was rejected. run `go-arm-lambda smoke` on its zip to see it, fix the "
-                               "function, or turn smoke off (--no-smoke, or smoke: false)")
+                               "function, or turn smoke off (--no-smoke)")
 
 
 def test_build_stops_a_binary_verify_rejects(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,7 +108,7 @@ def test_json_stays_json_under_actions(tmp_path: Path, capsys: pytest.CaptureFix
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--smoke-event", "{bad"], "is not valid JSON"),
-    (["--smoke-timeout", "inf"], "--smoke-timeout=inf is out of range"),
+    (["--smoke-timeout", "inf"], "--smoke-timeout='inf' is not a number"),
     (["--endpoint-url", "notaurl", "--region", REGION], "endpoint URL 'notaurl' is not an http(s) URL"),
     (["--layer-name", "arn:aws:lambda:eu-west-1:123456789012:layer:x", "--region", REGION],
      "is an ARN, but layer mode publishes the layer itself"),
@@ -123,7 +123,9 @@ def test_bad_input_is_refused_before_building(flags: list[str], message: str, tm
 
 def test_file_system_problems_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "layer", "package", "--out", str(tmp_path))  # a directory, not a file
-    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert last_error(err) == (f"error: layer zip {tmp_path} is a directory. point --out at a file in a writable "
+                               "directory")
 
 
 # --- verify, layer (smoke's CLI is tested in test_smoke) ---------------------------------------------
@@ -307,10 +309,6 @@ def test_the_job_words_an_internal_error_as_the_cli_does(tmp_path: Path, capsys:
 
 def test_os_errors_speak_of_a_path_only_when_they_have_one(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    code, _, err = run(capsys, "layer", "package", "--out", str(tmp_path))  # a directory, not a file
-    assert code == 1 and last_error(err).startswith(f"error: cannot use {tmp_path}")
-    assert last_error(err).endswith(": Is a directory. check the path and its permissions")
-
     def disk_full(_out: Path) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -323,16 +321,45 @@ def test_os_errors_speak_of_a_path_only_when_they_have_one(tmp_path: Path, capsy
 
 
 def test_a_report_that_cannot_be_written_keeps_the_deploys_result(aws: FakeAws, tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+                                                                  capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path is checked before anything is built; should it break while the deploy runs, the result stands."""
     aws.create_function("hello", runtime="go1.x", handler="hello")
     aws.create_function("orders-api", runtime="go1.x", handler="orders")
-    (tmp_path / "file").write_text("")
-    bad = tmp_path / "file" / "report.json"
-    code, _, text = deploy(capsys, aws, tmp_path, "--report", str(bad))
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    report = reports / "report.json"
+    write_report = pipeline.write_report
+
+    def directory_replaced_meanwhile(path: Path, job: Any) -> None:
+        shutil.rmtree(reports)
+        reports.write_text("")
+        write_report(path, job)
+
+    monkeypatch.setattr(pipeline, "write_report", directory_replaced_meanwhile)
+    code, _, text = deploy(capsys, aws, tmp_path, "--report", str(report))
     assert code == 1
-    assert last_error(text) == (f"error: cannot write the report to {bad} ({bad.parent}: File exists). make sure its "
-                                "directory exists or can be created, and can be written")
+    assert last_error(text) == (f"error: cannot write the report to {report} ({reports}: File exists). make sure "
+                                "its directory exists or can be created, and can be written")
     assert "updated" in text and aws.function("hello")["Runtime"] == "provided.al2023"  # shown, and done
+
+
+def test_a_report_whose_rename_fails_names_the_users_path_not_a_temporary_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory put where the report goes after the up-front check: the rename fails, and the message names
+    the report, never the .report.json.xxxx beside it."""
+    report = tmp_path / "report.json"
+    write_report = pipeline.write_report
+
+    def directory_put_there(path: Path, job: Any) -> None:
+        report.mkdir()
+        write_report(path, job)
+
+    monkeypatch.setattr(pipeline, "write_report", directory_put_there)
+    err = cli._write_report(report, {"errors": []})  # type: ignore[arg-type]
+    assert err is not None and str(err) == (f"cannot write the report to {report} (Is a directory). make sure its "
+                                            "directory exists or can be created, and can be written")
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary file left either
 
 
 def test_debug_shows_the_traceback_of_each_failed_step(aws: FakeAws, tmp_path: Path,

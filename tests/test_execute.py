@@ -115,7 +115,7 @@ def test_code_only_change_updates_only_the_code_and_reuses_the_layer(aws: FakeAw
 
 def test_foreign_layers_kept_in_order_and_ours_replaced(aws: FakeAws, tmp_path: Path) -> None:
     first = aws.publish_layer("first")
-    old_ours = aws.publish_layer(LAYER, content=b"an old bootstrap")
+    old_ours = aws.publish_layer(LAYER, content=b"an old bootstrap", description="go-arm-lambda 0.0.9 bootstrap")
     last = aws.publish_layer("last")
     aws.create_function("orders", runtime="provided.al2023", architecture="arm64", layers=(first, old_ours, last))
 

@@ -9,7 +9,7 @@ from urllib.parse import unquote
 import pytest
 
 from awsfakes import REGION, FakeAws, artifacts, desired, plan_for
-from go_arm_lambda import limits
+from go_arm_lambda import config, limits
 from go_arm_lambda.config import FunctionSpec
 from go_arm_lambda.errors import PackageError, UsageError
 from go_arm_lambda.plan import is_our_layer, merge_layers
@@ -132,8 +132,12 @@ def test_bucket_must_exist_in_each_target_region(aws: FakeAws, tmp_path: Path) -
     aws.create_function("orders", region="us-east-1")
     zips = artifacts(tmp_path, ["orders"])
     two_regions = (REGION, "us-east-1")
-    refused(aws, desired(zips, s3_bucket="deploy-bucket"),
-            r"^S3 bucket deploy-bucket \(for eu-west-1\) does not exist\. create it in eu-west-1, or fix --s3-bucket$")
+    with config.speaking_to("deploy"):  # the deploy command's words: its flags
+        refused(aws, desired(zips, s3_bucket="deploy-bucket"),
+                r"^S3 bucket deploy-bucket \(for eu-west-1\) does not exist\. create it in eu-west-1, or fix "
+                r"--s3-bucket$")
+    with config.speaking_to("action"):  # the Action's: its inputs
+        refused(aws, desired(zips, s3_bucket="deploy-bucket"), r"or fix the s3-bucket input$")
     aws.create_bucket("deploy-bucket", "us-east-1")
     error = refused(aws, desired(zips, s3_bucket="deploy-bucket", regions=two_regions),
                     "S3 bucket deploy-bucket is in us-east-1, but Lambda in eu-west-1 takes code only from a bucket "
@@ -186,3 +190,18 @@ def test_plan_describes_each_step(aws: FakeAws, tmp_path: Path) -> None:
     assert config["detail"] == (f"runtime: go1.x -> provided.al2023; handler: main -> orders; "
                                 f"layers: [] -> [{LAYER}:(new version)]")
     assert plan.describe()[1]["detail"].endswith("for principal * (statement go-arm-lambda-public)")
+
+
+def test_a_layer_name_that_is_somebody_elses_layer_is_refused_before_any_write(aws: FakeAws, tmp_path: Path) -> None:
+    """The user's own layer `foreign-1`, named as --layer-name: publishing into it would put our bootstrap on
+    every function that takes its newest version."""
+    theirs = aws.publish_layer("foreign-1", description="team tooling")
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64", layers=(theirs,))
+    err = refused(aws, desired(artifacts(tmp_path, ["orders"]), layer_name="foreign-1"),
+                  "layer foreign-1 in eu-west-1 is not go-arm-lambda's")
+    assert theirs in str(err) and "--layer-name" in err.fix
+    assert [layer["Arn"] for layer in aws.function("orders")["Layers"]] == [theirs]
+    # Ours by description (any tool version) or by the very bootstrap we ship is taken as ours.
+    zips = artifacts(tmp_path / "again", ["orders"])
+    aws.publish_layer("ours-by-content", zip_file=zips[""].path.read_bytes())
+    assert plan_for(aws.url, desired(zips, layer_name="ours-by-content")).layer_name == "ours-by-content"

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from go_arm_lambda import limits
 from go_arm_lambda.runtime_api import API_PREFIX, RuntimeApiEmulator
 
 
@@ -140,3 +141,75 @@ def test_second_next_blocks_until_stop_and_stop_does_not_hang() -> None:
     t.join(timeout=3)
     assert time.monotonic() - started < 2
     assert not t.is_alive() and blocked and blocked[0] != "answered"
+
+
+TOO_LARGE = {"errorMessage": "Response payload size exceeded maximum allowed payload size (6291556 bytes).",
+             "errorType": "Function.ResponseSizeTooLarge"}
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_response_up_to_lambdas_limit_is_taken_and_one_byte_more_is_refused(chunked: bool) -> None:
+    """Lambda's limit is 6,291,556 bytes (its own message says so): at the limit a response, above it the
+    Runtime API's 413 and, for the invocation, Function.ResponseSizeTooLarge."""
+    for size, accepted in ((limits.MAX_RESPONSE, True), (limits.MAX_RESPONSE + 1, False), (7_000_002, False)):
+        with RuntimeApiEmulator() as api:
+            body = b'"' + b"a" * (size - 2) + b'"'
+            conn = http.client.HTTPConnection(*api.address.split(":"), timeout=10)
+            status, said = None, b""
+            try:
+                conn.request("POST", f"{API_PREFIX}invocation/{api.request_id}/response",
+                             body=iter([body[:1 << 20], body[1 << 20:]]) if chunked else body,
+                             encode_chunked=chunked)
+                answer = conn.getresponse()
+                status, said = answer.status, answer.read()
+            except OSError:  # refused before the client had sent it all: the connection closed under it
+                assert not accepted
+            conn.close()
+            outcome = api.state.outcome
+            assert outcome is not None
+            if accepted:
+                assert (status, outcome.kind, len(outcome.body)) == (202, "response", size)
+            else:
+                assert status is None or (status == 413 and json.loads(said) == {
+                    "errorMessage": "Exceeded maximum allowed payload size (6291556 bytes).",
+                    "errorType": "RequestEntityTooLarge"})
+                assert (outcome.kind, outcome.error_payload()) == ("error", TOO_LARGE)
+
+
+def test_a_runaway_response_is_refused_at_once_without_reading_it_all() -> None:
+    """100 MB offered chunk by chunk: the answer comes after the limit, long before the rest is sent."""
+    sent = 0
+
+    def runaway() -> Iterator[bytes]:
+        nonlocal sent
+        chunk = b"a" * 65536
+        for _ in range(1600):
+            sent += len(chunk)
+            yield chunk
+
+    with RuntimeApiEmulator() as api:
+        conn = http.client.HTTPConnection(*api.address.split(":"), timeout=10)
+        try:
+            conn.request("POST", f"{API_PREFIX}invocation/{api.request_id}/response", body=runaway(),
+                         encode_chunked=True)
+            status: int | None = conn.getresponse().status
+        except OSError:  # the emulator closed the connection while the client was still sending
+            status = None
+        conn.close()
+        assert status in (413, None)
+        assert api.state.outcome is not None and api.state.outcome.error_payload() == TOO_LARGE
+        assert sent < 20 * 1024 * 1024, "the emulator read on far past the limit"
+
+
+def test_an_announced_oversized_response_is_answered_413_before_its_body_is_sent() -> None:
+    with RuntimeApiEmulator() as api:
+        host, port = api.address.split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(f"POST {API_PREFIX}invocation/{api.request_id}/response HTTP/1.1\r\nHost: x\r\n"
+                         "Content-Length: 7000002\r\n\r\n".encode())
+            answer = sock.makefile("rb").read()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413") and json.loads(body) == {
+            "errorMessage": "Exceeded maximum allowed payload size (6291556 bytes).",
+            "errorType": "RequestEntityTooLarge"}
+        assert api.state.outcome is not None and api.state.outcome.error_payload() == TOO_LARGE

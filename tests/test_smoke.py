@@ -19,7 +19,7 @@ import pytest
 
 from conftest import FUNCTIONS_MODULE, ROOT, GoBuilder, require_tool
 from foreignzip import foreign_zip
-from go_arm_lambda import package
+from go_arm_lambda import config, package
 from go_arm_lambda.errors import UsageError
 from go_arm_lambda.smoke import SmokeResult, format_result, lambda_env, smoke
 
@@ -44,9 +44,9 @@ def test_inputs_are_checked_before_anything_runs(tmp_path: Path, answer_zip: Pat
     for timeout in (0, -1, 900.5, 1e12, float("inf"), float("nan")):
         cases.append((dict(function_zip=answer_zip, handler="answer", timeout=timeout),
                       re.escape(f"timeout {timeout:g} s is out of range: Lambda allows more than 0 and at most "
-                                "900 s. pass --timeout in seconds")))
+                                "900 s. give seconds, e.g. --timeout 10")))
     for kwargs, says in cases:
-        with pytest.raises(UsageError, match=says) as info:
+        with pytest.raises(UsageError, match=says) as info, config.speaking_to("smoke"):
             smoke(**kwargs)  # type: ignore[arg-type]
         assert info.value.exit_code == 2
 
@@ -368,9 +368,70 @@ def test_cli_exit_codes_and_json(zips: Path, fixture_bins: Path, layer_zip: Path
     # Input that used to hang, eat memory or end in a traceback: exit 2 and one line naming it.
     for args, says in ((("--zip", "/tmp", "--handler", "answer"), "function zip '/tmp' is a directory. "),
                        (("--zip", str(answer_zip), "--handler", "answer", "--event", "@/dev/zero"),
-                        "event file '/dev/zero' is not a regular file. "),
+                        "event file '/dev/zero' is not a regular file. give --event @PATH"),
                        (("--zip", str(answer_zip), "--handler", "answer", "--timeout", "inf"),
-                        "timeout inf s is out of range: Lambda allows more than 0 and at most 900 s. ")):
+                        "--timeout='inf' is not a number. give seconds, such as 10"),
+                       (("--zip", str(answer_zip), "--handler", "answer", "--timeout", "0.001"),
+                        "--timeout=0.001 is out of range. give seconds from 1 to 900, such as 10")):
         refused = cli(*args)
         assert refused.returncode == 2, refused.stderr
         assert says in refused.stderr and "Traceback" not in refused.stderr
+
+
+# ---------------------------------------------------------------------------------------------- the sandbox
+
+@pytest.mark.parametrize("ending", ["exits", "runs-on"])
+def test_nothing_the_function_started_outlives_the_invocation(tmp_path: Path, ending: str) -> None:
+    """Lambda discards the whole sandbox: a double fork, a new session, a process that ignores SIGTERM, whether
+    the function exits at once or is still running at the deadline, nothing is left."""
+    marker = f"777.{uuid.uuid4().int % 10**9:09d}"
+    script = ("#!/bin/sh\n"
+              f"(sleep {marker}1 &)\n"  # re-parented away from the shell at once
+              f"setsid sh -c 'sleep {marker}2' &\n"  # its own session and process group
+              f"sh -c 'trap \"\" TERM; exec sleep {marker}3' &\n"  # deaf to SIGTERM
+              + ("exit 0\n" if ending == "exits" else f"exec sleep {marker}4\n")).encode()
+    zpath = foreign_zip(tmp_path / "f.zip", [("bootstrap", script, 0o100755)])
+    try:
+        result = smoke(zpath, "bootstrap", timeout=1)
+        left = processes_mentioning(f"sleep {marker}")
+    finally:
+        for pid in processes_mentioning(f"sleep {marker}"):  # a leak fails the test, but must not outlive it
+            os.kill(pid, signal.SIGKILL)
+    assert left == {}
+    expected = ("function exited with status 0 during init (it never asked for an event: does main call "
+                "lambda.Start?)") if ending == "exits" else "no response within 1 s"
+    assert result.error == expected
+
+
+def _responder(size: int) -> bytes:
+    """A bootstrap (Python) that answers its event with a JSON string of `size` bytes, sent in chunks."""
+    return (f"#!{sys.executable}\n"
+            "import os, urllib.request\n"
+            "api = f\"http://{os.environ['AWS_LAMBDA_RUNTIME_API']}/2018-06-01/runtime/invocation\"\n"
+            "with urllib.request.urlopen(api + '/next') as r:\n"
+            "    rid = r.headers['Lambda-Runtime-Aws-Request-Id']\n"
+            f"size, chunk = {size}, 1 << 20\n"
+            "def body():\n"
+            "    yield b'\"'\n"
+            "    for at in range(0, size - 2, chunk):\n"
+            "        yield b'a' * min(chunk, size - 2 - at)\n"
+            "    yield b'\"'\n"
+            "urllib.request.urlopen(urllib.request.Request(f'{api}/{rid}/response', data=body(), method='POST'))\n"
+            ).encode()
+
+
+@pytest.mark.parametrize("size", [7_000_002, 100 * 1024 * 1024])
+def test_a_response_over_lambdas_limit_fails_at_once_as_lambda_says(tmp_path: Path, size: int) -> None:
+    zpath = foreign_zip(tmp_path / "f.zip", [("bootstrap", _responder(size), 0o100755)])
+    started = time.monotonic()
+    result = smoke(zpath, "bootstrap", timeout=30)
+    assert time.monotonic() - started < 15, "refused only at the timeout"
+    assert result.error == ("the response is larger than Lambda allows: Function.ResponseSizeTooLarge: Response "
+                            "payload size exceeded maximum allowed payload size (6291556 bytes).")
+    assert json.loads(result.payload)["errorType"] == "Function.ResponseSizeTooLarge" and not result.timed_out
+
+
+def test_a_response_at_lambdas_limit_is_an_answer(tmp_path: Path) -> None:
+    zpath = foreign_zip(tmp_path / "f.zip", [("bootstrap", _responder(6_291_556), 0o100755)])
+    result = smoke(zpath, "bootstrap", timeout=30)
+    assert result.ok and len(result.payload) == 6_291_556 and result.response == "a" * 6_291_554

@@ -184,8 +184,8 @@ def test_shared_library_is_not_an_executable(c_with_lib: Path) -> None:
     """ET_DYN like a PIE, but without a loader or an entry point: the kernel would jump to address 0."""
     v = verify_path(c_with_lib.parent / "libextra.so", AL2023)
     assert (v.report.elf_type, v.report.interpreter, v.report.entry) == ("DYN", None, 0)
-    assert not v.ok and checks(v.findings) == {("arch", "error"), ("go", "warning")}
-    [arch] = errors(v.findings)
+    assert not v.ok and checks(v.findings) == {("arch", "error"), ("go", "error")}
+    [arch] = [f for f in errors(v.findings) if f.check == "arch"]
     assert arch.message == ("libextra.so is a shared library, not an executable: it has no entry point, so "
                             "Lambda would crash it the moment it starts; build the program itself (package "
                             "main, without -buildmode=c-shared or plugin)")
@@ -194,15 +194,20 @@ def test_shared_library_is_not_an_executable(c_with_lib: Path) -> None:
 def test_shared_library_beyond_glibc_is_a_warning(c_with_lib: Path) -> None:
     v = verify_path(c_with_lib, AL2023)
     assert v.report.needed == ["libextra.so", "libc.so.6"]
-    assert checks(v.findings) == {("shared-libs", "warning"), ("go", "warning")}
+    assert checks(v.findings) == {("shared-libs", "warning"), ("go", "error")}
     [libs] = [f for f in v.findings if f.check == "shared-libs"]
     assert "libextra.so" in libs.message and "libc.so.6" not in libs.message and "/opt/lib" in libs.message
 
 
-def test_static_c_program_is_not_go_but_passes_elf_checks(c_static: Path) -> None:
+def test_a_program_without_go_build_info_fails_unless_its_own_client_is_allowed(c_static: Path) -> None:
+    """Nothing in a C program shows a Runtime API client: like a library, it is refused; allowed, it passes the
+    ELF checks with a warning."""
     v = verify_path(c_static, AL2023)
     assert v.report.static and v.report.arch == "aarch64" and v.report.go is None
-    assert v.ok and checks(v.findings) == {("go", "warning")}
+    assert not v.ok and checks(v.findings) == {("go", "error")}
+    assert "not a Go program" in v.findings[0].message and "--allow-custom-runtime-client" in v.findings[0].message
+    allowed = verify_path(c_static, Policy(allow_custom_runtime_client=True))
+    assert allowed.ok and checks(allowed.findings) == {("go", "warning")}
 
 
 def test_missing_aws_lambda_go_is_an_error_unless_allowed(fixture_bins: Path) -> None:

@@ -39,6 +39,7 @@ from botocore.retries.adaptive import RateClocker
 from botocore.retries.throttling import CubicCalculator
 
 from go_arm_lambda import progress
+from go_arm_lambda.config import say
 from go_arm_lambda.errors import AwsError
 from go_arm_lambda.steps import AliasState, CodeSource, FunctionState, LayerState, S3Object
 
@@ -312,7 +313,7 @@ class Answer(dict[str, Any]):
 
     def __missing__(self, key: str) -> Any:
         raise AwsError(f"{self.call}: AWS's answer has no {key}",
-                       "run the deploy again; if it persists, check that --endpoint-url points at AWS Lambda")
+                       f"run the deploy again; if it persists, check that {say('endpoint_url')} points at AWS Lambda")
 
 
 def _answer(value: Any, call: str) -> Any:
@@ -353,7 +354,7 @@ def _translated(operation: str, what: str, region: str, endpoint_url: str | None
     except botocore.exceptions.EndpointConnectionError as exc:
         where = endpoint_url or exc.kwargs.get("endpoint_url", "")
         raise AwsError(f"cannot reach AWS at {where} for region {region}",
-                       "check the region name (e.g. eu-west-1), --endpoint-url and the network") from None
+                       f"check the region name (e.g. eu-west-1), {say('endpoint_url')} and the network") from None
     except (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectTimeoutError) as exc:
         # A dropped connection or a timeout: the request may or may not have arrived. Every call we make is
         # safe to repeat; the two creates that then conflict (alias, layer permission) are handled where made.
@@ -386,7 +387,7 @@ def _client_error(exc: botocore.exceptions.ClientError, operation: str, what: st
         return AwsError(f"AWS rejected the credentials ({code}: {message})", _CREDENTIALS_FIX)
     if code in _NOT_FOUND_CODES:
         return AwsNotFound(f"{what} was not found in {region} ({message})",
-                        "check the name and --region, or create it first")
+                        f"check the name and {say('regions')}, or create it first")
     if code == "PreconditionFailedException" or status == 412:
         return AwsChanged(f"{what} in {region} changed since the plan was read (AWS refused {operation}: {code})",
                           "run again: nothing was overwritten, and the new run plans from what is there now")
@@ -518,7 +519,7 @@ class LambdaView:
         # By the layer's ARN and the version number, not GetLayerVersionByArn: the ARN reaches another
         # account's layer as well, and moto answers GetLayerVersionByArn with an error.
         layer, _, version = arn.rpartition(":")
-        if not version.isdigit():
+        if not (version.isascii() and version.isdigit()):  # int() would also read other scripts' digits
             return None
         try:
             return _layer_state(self._call("GetLayerVersion", f"layer version {arn}", LayerName=layer,

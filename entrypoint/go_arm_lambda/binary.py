@@ -271,10 +271,26 @@ def glibc_key(name: str) -> tuple[int, ...]:
     """A glibc version name as a comparable tuple; () for a name that is not one."""
     if name in _GLIBC_MARKERS:
         return _GLIBC_MARKERS[name]
-    m = re.fullmatch(r"GLIBC_(\d+)\.(\d+)(?:\.(\d+))?", name)
+    m = re.fullmatch(r"GLIBC_(\d+)\.(\d+)(?:\.(\d+))?", name, re.ASCII)  # a forged name may hold any digits
     return tuple(int(g) for g in m.groups() if g is not None) if m else ()
 
 
+# Entries in .gnu.version_r a reader walks at most: a program has a few dozen. The counts in the section are
+# the file's word (32 and 16 bits), and a forged one would keep the walk going for billions of steps.
+MAX_VERSION_ENTRIES = 10_000
+
+
 def _glibc_versions(section: GNUVerNeedSection) -> list[str]:
-    names = {str(aux.name) for _, auxes in section.iter_versions() for aux in auxes}
+    names: set[str] = set()
+    entries = 0
+    for _, auxes in section.iter_versions():
+        for aux in auxes:
+            names.add(str(aux.name))
+            entries += 1
+            if entries > MAX_VERSION_ENTRIES:
+                break
+        entries += 1
+        if entries > MAX_VERSION_ENTRIES:
+            raise _Damaged(f"corrupt ELF: the symbol version needs (.gnu.version_r) hold more than "
+                           f"{MAX_VERSION_ENTRIES:,} entries, which no linker writes")
     return sorted((n for n in names if glibc_key(n)), key=glibc_key)

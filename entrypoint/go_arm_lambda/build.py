@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from go_arm_lambda import proc, progress, toolchain
-from go_arm_lambda.config import Config, FunctionSpec
+from go_arm_lambda.config import Config, FunctionSpec, say
 from go_arm_lambda.errors import BuildError, Location, UsageError
 
 BOOTSTRAP = "bootstrap"
@@ -27,9 +27,9 @@ BASE_TAGS = ("lambda.norpc",)  # drops aws-lambda-go's go1.x RPC mode, about 2 M
 
 _PACKAGE_CLAUSE = re.compile(rb"^\s*package\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
 _BUILD_IGNORE = re.compile(rb"^//go:build\s+ignore\s*$", re.MULTILINE)
-_MODULE_LINE = re.compile(r"^module\s+\"?([^\s\"]+)", re.MULTILINE)
-_MAJOR_VERSION = re.compile(r"v([2-9]|[1-9][0-9]+)")
-_DIAGNOSTIC = re.compile(r"^(?P<file>[^\s:][^:]*\.go):(?P<line>\d+)(?::(?P<col>\d+))?: (?P<msg>.+)$")
+_MODULE_LINE = re.compile(r"^module\s+\"?([^\s\"]+)", re.MULTILINE | re.ASCII)
+_MAJOR_VERSION = re.compile(r"v([2-9]|[1-9][0-9]+)", re.ASCII)
+_DIAGNOSTIC = re.compile(r"^(?P<file>[^\s:][^:]*\.go):(?P<line>\d+)(?::(?P<col>\d+))?: (?P<msg>.+)$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def _find_module(package_dir: Path, spec: FunctionSpec) -> tuple[Path, str]:
                 raise UsageError(f"{d / 'go.mod'} has no module line", "add one, e.g. `module example.com/orders`")
             return d, m.group(1)
     raise UsageError(f"function {spec.short_name}: {spec.package} is not inside a Go module (no go.mod above it)",
-                     "run `go mod init` in the module root, or fix --source")
+                     f"run `go mod init` in the module root, or fix {say('source')}")
 
 
 def _package_name(package_dir: Path) -> str | None:
@@ -115,18 +115,22 @@ def resolve(cfg: Config) -> list[_Target]:
     """Turn NAME=PACKAGE pairs into build targets, or fail before anything is compiled."""
     if not cfg.functions:
         raise UsageError("no functions to build",
-                         "pass --function NAME=PACKAGE (e.g. orders=./cmd/orders), the functions input, or list them "
-                         "in go-arm-lambda.toml")
+                         f"give {say('functions', 'orders=./cmd/orders')} (NAME=PACKAGE), or list them in "
+                         "go-arm-lambda.toml")
     source = cfg.source.resolve()
     if not source.is_dir():
         state = "is not a directory" if source.exists() else "does not exist"
-        raise UsageError(f"source directory {cfg.source} {state}", "fix --source (or working-directory)")
+        raise UsageError(f"source directory {cfg.source} {state}", f"fix {say('source')}")
     targets: list[_Target] = []
     for spec in cfg.functions:
         if not spec.package.startswith("."):
             raise UsageError(f"function {spec.short_name}: package {spec.package!r} is not a relative directory",
                              f"write it relative to {cfg.source}, e.g. ./cmd/{spec.package.rsplit('/', 1)[-1]}")
         package_dir = (source / spec.package).resolve()
+        if package_dir.is_file():
+            raise UsageError(f"function {spec.short_name}: package {spec.package} is a file, and a package is a "
+                             "directory", f"give the directory of its main package, e.g. "
+                             f"{spec.short_name}={spec.package.rstrip('/').rsplit('/', 1)[0]}")
         if not package_dir.is_dir():
             raise UsageError(f"function {spec.short_name}: package {spec.package} does not exist under {cfg.source}",
                              "fix the package path in NAME=PACKAGE")
@@ -155,7 +159,8 @@ def _check_clashes(targets: Sequence[_Target]) -> None:
         if other != t.package_dir:
             raise UsageError(f"two packages would both build a binary named {t.binary_name!r}, the Handler of both "
                              f"functions: {other} and {t.package_dir}",
-                             "rename one directory, or use --mode bootstrap, where every binary is named bootstrap")
+                             f"rename one directory, or use {say('mode', 'bootstrap')}, where every binary is named "
+                             "bootstrap")
 
 
 def _batches(targets: Sequence[_Target], out: Path) -> dict[tuple[Path, Path], list[_Target]]:
@@ -207,7 +212,7 @@ def build(cfg: Config, out_dir: Path) -> list[BuiltFunction]:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"cannot create the output directory {directory} ({exc.strerror})",
-                             "point --out at a writable directory") from None
+                             f"point {say('out')} at a writable directory") from None
 
     def build_batch(key: tuple[Path, Path]) -> proc.Completed:
         (module_dir, directory), packages = key, list(dict.fromkeys(t.relative_package for t in batches[key]))
@@ -229,7 +234,8 @@ def build(cfg: Config, out_dir: Path) -> list[BuiltFunction]:
         names = ", ".join(_shown(m, source) for m in failed)
         counted = f" ({len(locations)} error{'s' if len(locations) != 1 else ''})" if locations else ""
         printed = "\n".join(r.stderr.rstrip() for r in failed.values())
-        hint = " (a package that needs cgo builds only with --cgo)" if "build constraints exclude" in printed else ""
+        needs_cgo = "build constraints exclude" in printed
+        hint = f" (a package that needs cgo builds only with {say('cgo', 'true')})" if needs_cgo else ""
         raise BuildError(f"go build failed in {names}{counted}", f"fix what go printed above{hint}",
                          locations=locations, details=printed)
     where = {id(t): directory for (_, directory), ts in batches.items() for t in ts}

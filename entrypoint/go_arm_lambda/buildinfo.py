@@ -164,7 +164,7 @@ def _go_unquote(quoted: str) -> str:
         e = m.group(1)
         if len(e) == 1:  # \n, \", ... (and a stray \x or \8 with no digits after it, kept as written)
             return _SIMPLE_ESCAPES.get(e, e)
-        code = int(e, 8) if e[0].isdigit() else int(e[1:], 16)
+        code = int(e[1:], 16) if e[0] in "xuU" else int(e, 8)
         # Go refuses code points past U+10FFFF and surrogates; a damaged file gets the replacement character.
         return chr(code) if code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
 

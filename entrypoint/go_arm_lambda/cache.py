@@ -430,6 +430,10 @@ class Cache:
             if not self._record_path("zip", z.stem).exists():
                 with contextlib.suppress(OSError):
                     z.unlink()
+        for tmp in _files(self.root, ".tmp"):  # left by a run that was killed while writing
+            with contextlib.suppress(OSError):
+                if tmp.stat().st_mtime < unused_since:
+                    tmp.unlink()
         return removed
 
     @contextlib.contextmanager

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                 within: argparse._SubParsersAction[argparse.ArgumentParser] = sub,
                 inputs_of: str | None = None) -> argparse.ArgumentParser:
         p = within.add_parser(name, help=help)
-        p.set_defaults(run=run)
+        p.set_defaults(run=run, command_name=inputs_of or name)
         _add_debug(p)
         add_inputs(p, inputs_of or name)
         return p
@@ -88,9 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zip", required=True, type=Path, metavar="FUNCTION_ZIP", help="the function zip")
     p.add_argument("--handler", required=True, metavar="NAME", help="the handler (binary name in the zip)")
     p.add_argument("--layer", type=Path, metavar="LAYER_ZIP", help="the bootstrap layer zip (omit in bootstrap mode)")
-    p.add_argument("--event", default=config.Config.smoke_event, metavar="JSON|@FILE",
-                   help="the event, as JSON or @FILE" + _own_default("smoke_event"))
-    p.add_argument("--timeout", type=float, default=config.Config.smoke_timeout, metavar="S",
+    # The smoke command's own names for two inputs, as the table records them (so messages name them too).
+    p.add_argument(config.FIELDS["smoke_event"].flag_of("smoke") or "", dest="event", metavar="JSON|@FILE",
+                   default=config.Config.smoke_event, help="the event, as JSON or @FILE" + _own_default("smoke_event"))
+    p.add_argument(config.FIELDS["smoke_timeout"].flag_of("smoke") or "", dest="timeout", metavar="S",
+                   default=config.Config.smoke_timeout,
                    help="seconds to wait for the response" + _own_default("smoke_timeout"))
 
     p = sub.add_parser("layer", help="the bootstrap layer on its own")
@@ -140,7 +142,9 @@ def _write_report(path: Path, doc: Any) -> UserError | None:
         pipeline.write_report(path, doc)
     except OSError as exc:
         failing = exc.filename2 or exc.filename  # may be a parent directory, or the temporary file
-        where = f"{failing}: " if failing is not None and str(failing) != str(path) else ""
+        # A parent directory is worth naming; the temporary file beside the report is a name the user never gave.
+        shown = failing is not None and Path(failing).parent != path.parent
+        where = f"{failing}: " if shown else ""
         err = UserError(f"cannot write the report to {path} ({where}{exc.strerror or exc})",
                         "make sure its directory exists or can be created, and can be written")
         err.__cause__ = exc
@@ -175,6 +179,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from go_arm_lambda import verify
 
     flags = _flags(args)
+    for path in args.binaries:  # all of them before any verdict: a typo is bad input, not a failed binary
+        config.check_regular_file(path, f"binary {str(path)!r}", "give the path of a built binary")
     verdicts = [verify.verify_path(p, pipeline.verify_policy(flags)) for p in args.binaries]
     if flags.json:
         _print_json([v.to_json() for v in verdicts])
@@ -187,8 +193,9 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     from go_arm_lambda import smoke
 
     flags = _flags(args)
+    timeout = config.FIELDS["smoke_timeout"].convert(args.timeout, config.say("smoke_timeout"))
     result = smoke.smoke(args.zip, args.handler, layer_zip=args.layer, event=config.load_event(args.event),
-                         timeout=args.timeout, runtime=flags.runtime)
+                         timeout=timeout, runtime=flags.runtime)
     if flags.json:
         _print_json(result.to_json())
     else:
@@ -199,6 +206,8 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 def cmd_layer_package(args: argparse.Namespace) -> int:
     from go_arm_lambda import package
 
+    config.check_output(args.layer_zip, f"layer zip {args.layer_zip}", directory=False,
+                        fix="point --out at a file in a writable directory")
     artifact = package.package_layer(args.layer_zip)
     if _flags(args).json:
         _print_json({"zip": str(artifact.path), "sha256": artifact.sha256, "size": artifact.size})
@@ -259,10 +268,13 @@ def cmd_action(args: argparse.Namespace) -> int:
     env = os.environ
     workspace = Path(env.get("GITHUB_WORKSPACE") or ".")
     cfg: config.Config | None = None
+    report_path = workspace / ".go-arm-lambda" / "report.json"
     # First of all, so that no later line, not even an error about the inputs, can show the token.
     actions.mask(config.action_input(env, "github-token"))
     try:
         cfg = config.load({}, use_action_inputs=True)
+        config.check_output(report_path, f"the report file {report_path}", directory=False,
+                            fix="make the workspace's .go-arm-lambda a writable directory, or remove what is there")
         os.environ.update(actions.prepare_container(env, cfg.source.resolve()))
         # Regions given: build and deploy. None: build, verify, smoke and package only (a pull request check).
         result = pipeline.run_job(cfg, progress.Job.for_log(json=cfg.json), deploy=bool(cfg.regions))
@@ -270,7 +282,6 @@ def cmd_action(args: argparse.Namespace) -> int:
         err = as_user_error(exc)
         result = pipeline.JobResult(pipeline.job_report(cfg or config.Config(), None, None, errors=[str(err)]),
                                     False, err)
-    report_path = workspace / ".go-arm-lambda" / "report.json"
     failures = list(result.report["errors"])
     report_error = _write_report(report_path, result.report)
     if report_error is not None:  # the outputs, summary and comment say so too
@@ -368,7 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.debug = args.debug or os.environ.get("RUNNER_DEBUG") == "1"
     run: Callable[[argparse.Namespace], int] = args.run
     try:
-        return run(args)
+        with config.speaking_to(args.command_name):  # messages name this command's flags (or the Action's inputs)
+            return run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

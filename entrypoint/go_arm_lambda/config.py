@@ -12,15 +12,17 @@ action.yml defaults never reach `docker run`, so the defaults here are the only 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
 import os
 import re
+import shutil
 import stat
 import tomllib
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,9 +47,9 @@ class FunctionSpec:
     @property
     def short_name(self) -> str:
         """The bare function name, also for an ARN (`arn:...:function:NAME[:QUALIFIER]`)."""
-        if self.name.startswith("arn:"):
-            return self.name.split(":")[6]
-        return self.name
+        parts = self.name.split(":")
+        # Read before the name is checked (the "listed twice" rule): a malformed ARN is its own short name.
+        return parts[6] if self.name.startswith("arn:") and len(parts) > 6 else self.name
 
 
 def parse_function(text: str, where: str) -> FunctionSpec:
@@ -60,8 +62,16 @@ def parse_function(text: str, where: str) -> FunctionSpec:
 
 
 def _functions(raw: Any, where: str) -> tuple[FunctionSpec, ...]:
+    table_form = 'write each as NAME = "PACKAGE" under [functions], e.g. orders-api = "./cmd/orders"'
     if isinstance(raw, Mapping):  # [functions] table in the config file: name = "package"
+        for k, v in raw.items():
+            if not isinstance(v, str):
+                raise UsageError(f"{where}: function {k!r} is given as {type(v).__name__}, not its package "
+                                 "as a string", table_form)
         return tuple(parse_function(f"{k}={v}", where) for k, v in raw.items())
+    if isinstance(raw, list | tuple) and any(isinstance(item, Mapping) for item in raw):
+        raise UsageError(f"{where} holds a table where NAME=PACKAGE is expected",
+                         f'{table_form}, or as a list of "NAME=PACKAGE" strings')
     # One per line or comma separated, `NAME = PACKAGE` spacing allowed, `#` lines are comments (the TOML
     # habit carries over into the Action's multi-line input).
     items = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list | tuple) else None
@@ -125,9 +135,9 @@ class Config:
     smoke: bool = setting(True, inputs.boolean, "Invoke every function once under qemu against a local Lambda "
                           "Runtime API before deploying.", commands=BUILD)
     smoke_event: str = setting("{}", inputs.event, "The event for the smoke invocation, as JSON or @FILE.",
-                               commands=BUILD, metavar="JSON|@FILE")
+                               commands=BUILD, metavar="JSON|@FILE", also=(("smoke", "--event"),))
     smoke_timeout: float = setting(10.0, inputs.seconds, "Seconds to wait for a smoke invocation's response.",
-                                   commands=BUILD, metavar="S")
+                                   commands=BUILD, metavar="S", also=(("smoke", "--timeout"),))
     concurrency: int = setting(8, inputs.count, "Parallel builds and packaging; in a deploy, functions at a time in "
                                "each region (Lambda's quotas are per region).", commands=BUILD,
                                action=None, metavar="N")
@@ -202,6 +212,27 @@ _FILE_KEYS: dict[str, str] = {n: key for key, row in FIELDS.items()
                               for n in (row.name, row.action_name) if n}
 
 
+# The command this run serves ("build", "smoke", "action", ...): messages name the inputs as its user gives them.
+# The CLI sets it for the run (`speaking_to`); a library caller leaves it "", and messages then name both ways.
+_surface = ""
+
+
+@contextlib.contextmanager
+def speaking_to(command: str) -> Iterator[None]:
+    global _surface
+    before, _surface = _surface, command
+    try:
+        yield
+    finally:
+        _surface = before
+
+
+def say(key: str, value: str | None = None) -> str:
+    """How this run's user gives input `key` (optionally with `value`): `--smoke-event`, `--event` in the smoke
+    command, `the smoke-event input` in the Action. Every message that names an input words it with this."""
+    return FIELDS[key].say(_surface, value)
+
+
 def action_input(env: Mapping[str, str], name: str) -> str | None:
     # Runners keep hyphens (INPUT_GITHUB-TOKEN); shells and docker run can only set underscores. Not
     # actions-toolkit's get_input: it knows only the hyphen spelling, and only os.environ.
@@ -223,15 +254,15 @@ def from_action_env(env: Mapping[str, str]) -> dict[str, Any]:
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """Raw values from a TOML file. Keys are the inputs' names (kebab-case); snake_case is accepted too."""
+    what = f"config file {path}"
+    data_bytes = read_input_file(path, what, f"point {say('config_file')} at a TOML file, or create it",
+                                 MAX_CONFIG, "the limit for a config file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"config file {path} does not exist", "create it or fix the config path") from None
-    except OSError as exc:
-        raise UsageError(f"config file {path} cannot be read ({exc.strerror})",
-                         "point the config path at a readable TOML file") from None
+        data = tomllib.loads(data_bytes.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"config file {path} is not valid TOML ({exc})", "fix the syntax at that place") from None
+        raise UsageError(f"{what} is not valid TOML ({exc})", "fix the syntax at that place") from None
+    except RecursionError:
+        raise UsageError(f"{what} nests arrays or tables too deeply to read", "flatten it") from None
     raw: dict[str, Any] = {}
     for k, v in data.items():
         key = _FILE_KEYS.get(k) or _FILE_KEYS.get(k.replace("_", "-"))
@@ -266,21 +297,35 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
     # The file's location comes from these two.
     values = {key: FIELDS[key].convert(raw, where) for key, (raw, where) in action_raw.items()}
     values |= convert_flags(cli or {})
+    # Where each value came from, in the user's words (`--smoke-event`, `input smoke-event`, `FILE: key`).
+    origin = {key: where for key, (_, where) in action_raw.items()}
+    origin |= {key: FIELDS[key].cli_flag for key, v in (cli or {}).items() if v is not None}
     source: Path = values.get("source", Config.source)
     config_file: Path | None = values.get("config_file")
     if config_file is not None:
         config_file = config_file if config_file.is_absolute() else source / config_file
-    elif (source / CONFIG_FILE_NAME).is_file():
+    elif _holds_config_file(source):
         config_file = source / CONFIG_FILE_NAME
     if config_file is not None:
         in_file = read_config_file(config_file)
         values = {key: FIELDS[key].convert(raw, where) for key, (raw, where) in in_file.items()} | values
+        origin = {key: where for key, (_, where) in in_file.items()} | origin
     cfg = Config(**(values | {"config_file": config_file}))
-    _check_together(cfg)
+    _check_together(cfg, origin)
     return cfg
 
 
-def _check_together(cfg: Config) -> None:
+def _holds_config_file(source: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(source / CONFIG_FILE_NAME).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:  # a name too long, a loop, no permission: the source itself is unusable
+        raise UsageError(f"source directory {source} cannot be used ({exc.strerror or exc})",
+                         f"fix {say('source')}") from None
+
+
+def _check_together(cfg: Config, origin: Mapping[str, str]) -> None:
     """Everything about the inputs that can be known without building or asking AWS, checked before any work."""
     seen: set[str] = set()
     for spec in cfg.functions:
@@ -290,36 +335,44 @@ def _check_together(cfg: Config) -> None:
     limits.check_deploy_inputs(functions=[f.name for f in cfg.functions], regions=cfg.regions,
                                layer_name=cfg.layer_name, layer_mode=cfg.layer_mode,
                                principals=cfg.layer_permissions, alias=cfg.alias, publish=cfg.publish,
-                               bucket=cfg.s3_bucket)
+                               bucket=cfg.s3_bucket, say=say)
     if cfg.endpoint_url is not None:
         url = urllib.parse.urlparse(cfg.endpoint_url)
         if url.scheme not in ("http", "https") or not url.netloc:
             raise UsageError(f"endpoint URL {cfg.endpoint_url!r} is not an http(s) URL",
                              "give one such as http://localhost:4566, or leave it out for AWS")
-    if cfg.out.exists() and not cfg.out.is_dir():
-        raise UsageError(f"output directory {cfg.out} is a file", "point --out at a directory (it is created)")
+    if cfg.go != Config.go and shutil.which(cfg.go) is None:
+        why = ("does not exist" if not os.path.lexists(cfg.go) else "is not an executable file") if os.sep in cfg.go \
+            else "is not on PATH"
+        raise UsageError(f"go command {cfg.go!r} {why}",
+                         f"give {say('go')} the path of a go binary, or leave it out to use go from PATH")
+    check_output(cfg.out, f"output directory {cfg.out}", directory=True,
+                 fix=f"point {say('out')} at a directory that can be created or written")
+    if cfg.report is not None:
+        check_output(cfg.report, f"report file {cfg.report}", directory=False,
+                     fix=f"point {say('report')} at a file in a writable directory")
     if cfg.smoke:
-        load_event(cfg.smoke_event)
+        load_event(cfg.smoke_event, origin.get("smoke_event"))
 
 
 # --- the smoke event: read with the other inputs, so that a bad one stops the job before the build ----------
 
-def load_event(text: str) -> bytes:
-    """`--event` value: inline JSON, or `@FILE`. Returns the bytes to send, after checking they are JSON
-    and within Lambda's payload limit."""
+MAX_CONFIG = 1024 * 1024  # bytes of go-arm-lambda.toml: a config file is a few lines, anything near this is not one
+
+
+def load_event(text: str, where: str | None = None) -> bytes:
+    """An event input's value: inline JSON, or `@FILE`. Returns the bytes to send, after checking they are JSON
+    and within Lambda's payload limit. `where` names the input as the user gave it (`--smoke-event`, `input
+    smoke-event`, `go-arm-lambda.toml: smoke-event`); by default, as this run's user gives the smoke event."""
+    where = where or say("smoke_event")
     if not text.startswith("@"):
         data = text.encode()
-        check_event(data, "--event")
+        check_event(data, where)
         return data
     path = Path(text[1:])
     what = f"event file {str(path)!r}"
-    fix = "pass --event @PATH to a JSON file, or the JSON itself"
-    check_regular_file(path, what, fix)
-    try:
-        with path.open("rb") as f:
-            data = f.read(limits.MAX_EVENT + 1)  # one byte more than allowed is enough to refuse it
-    except OSError as exc:
-        raise UsageError(f"{what} cannot be read: {exc.strerror or exc}", fix) from None
+    data = read_input_file(path, what, f"give {where} @PATH of a JSON file, or the JSON itself", limits.MAX_EVENT,
+                           "Lambda's limit for an invocation payload")
     check_event(data, what)
     return data
 
@@ -328,13 +381,57 @@ def check_event(data: bytes, what: str) -> None:
     """An event Lambda would accept: JSON, within the payload limit; `what` names it in the error."""
     if len(data) > limits.MAX_EVENT:
         raise UsageError(f"{what} is larger than {limits.MAX_EVENT:,} bytes, Lambda's limit for an invocation payload",
-                         "pass a smaller event (--event JSON or --event @FILE)")
+                         "give a smaller event")
     try:
         json.loads(data)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both
         raise UsageError(f"{what} is not valid JSON ({exc})",
-                         "pass a JSON document, e.g. --event '{\"name\": \"Ada\"}' or --event @event.json"
-                         ) from None
+                         "give a JSON document, e.g. {\"name\": \"Ada\"}, or @FILE naming a JSON file") from None
+    except RecursionError:  # Python's parser is recursive: 100,000 nested arrays exhaust the stack
+        raise UsageError(f"{what} nests arrays or objects too deeply for a JSON reader",
+                         "give an event with a sane depth, as Lambda's own runtimes need to parse it") from None
+
+
+def read_input_file(path: Path, what: str, fix: str, limit: int, limit_name: str) -> bytes:
+    """A file the user gave us, read whole: a regular file (or a link to one) of at most `limit` bytes."""
+    check_regular_file(path, what, fix)
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)  # one byte more than allowed is enough to refuse it
+    except OSError as exc:
+        raise UsageError(f"{what} cannot be read: {exc.strerror or exc}", fix) from None
+    if len(data) > limit:
+        raise UsageError(f"{what} is larger than {limit:,} bytes, {limit_name}", fix)
+    return data
+
+
+def check_output(path: Path, what: str, *, directory: bool, fix: str) -> None:
+    """An output path, checked before any work so that a finished job never fails on where it reports: it
+    exists as the right kind (a directory, or a regular file) and can be written, or its nearest existing
+    parent is a directory that can be written (the rest is created)."""
+    try:
+        _check_output(path, what, directory=directory, fix=fix)
+    except OSError as exc:  # a name too long, a symlink loop: a path the system cannot even look up
+        raise UsageError(f"{what} cannot be used ({exc.strerror or exc})", fix) from None
+
+
+def _check_output(path: Path, what: str, *, directory: bool, fix: str) -> None:
+    if path.exists() or path.is_symlink():
+        kind_ok = path.is_dir() if directory else path.is_file()
+        if not kind_ok:
+            is_what = "a directory" if path.is_dir() else "a file" if path.is_file() else "not a regular file"
+            raise UsageError(f"{what} is {is_what}", fix)
+        # A file is replaced by renaming a new one onto it: its directory is what must be writable.
+        if not os.access(path if directory else path.parent, os.W_OK | os.X_OK):
+            raise UsageError(f"{what} cannot be written (permission denied)", fix)
+        return
+    parent = path.parent
+    while not (parent.exists() or parent.is_symlink()) and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{what} cannot be created: {parent} is not a directory", fix)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} cannot be created: {parent} cannot be written (permission denied)", fix)
 
 
 def check_regular_file(path: Path, what: str, fix: str) -> None:

@@ -124,7 +124,8 @@ class Section:
     render: Callable[[], str]
 
     def _bounds(self, lines: list[str]) -> tuple[int, int]:
-        begin, end = ([i for i, line in enumerate(lines) if re.search(rf"{mark} generated: {self.name}\b", line)]
+        begin, end = ([i for i, line in enumerate(lines)
+                       if re.search(rf"{mark} generated: {self.name}\b", line, re.ASCII)]
                       for mark in ("BEGIN", "END"))
         if len(begin) != 1 or len(end) != 1 or begin[0] > end[0]:
             raise ValueError(f"{self.file} needs one 'BEGIN generated: {self.name}' line and one 'END ...' "

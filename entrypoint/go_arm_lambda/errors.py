@@ -31,8 +31,8 @@ class UserError(Exception):
 
     def __init__(self, what: str, fix: str = "", *, locations: list[Location] | None = None,
                  details: str = "") -> None:
-        self.what = what.rstrip(".")
-        self.fix = fix
+        self.what = _one_line(what).rstrip(".")
+        self.fix = _one_line(fix)
         self.locations = locations or []
         # Multi-line material shown after the one line (e.g. compiler output); never needed to understand it.
         self.details = details
@@ -40,6 +40,12 @@ class UserError(Exception):
 
     def __str__(self) -> str:
         return f"{self.what}. {self.fix}" if self.fix else f"{self.what}."
+
+
+def _one_line(text: str) -> str:
+    """What a user gave (a path with a line break, a name with a terminal escape) is shown escaped, so that the
+    message stays the one line it is meant to be, and an `::error` line cannot be split or forged."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class UsageError(UserError):

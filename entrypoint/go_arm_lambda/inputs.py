@@ -39,6 +39,8 @@ class Input:
     in_file: bool = True  # may be set in go-arm-lambda.toml
     repeat: bool = False  # the flag may be given more than once
     metavar: str = ""
+    # (command, flag): a command's own flag that stands for this input (`smoke --event` for smoke-event).
+    also: tuple[tuple[str, str], ...] = ()
     name: str = ""  # kebab-case: the config-file key, and the flag and the input unless they differ
     key: str = ""  # the Config field
     default: Any = None
@@ -50,6 +52,29 @@ class Input:
     @property
     def action_name(self) -> str | None:
         return None if self.action is None else self.action or self.name
+
+    def flag_of(self, command: str) -> str | None:
+        """The flag this input has in `command`, or None when that command does not take it."""
+        own = dict(self.also).get(command)
+        return own or (self.cli_flag if command in self.commands else None)
+
+    def say(self, surface: str, value: str | None = None) -> str:
+        """How a user of `surface` (a CLI command, "action", or "" when unknown) gives this input, optionally
+        with a value: `--region eu-west-1`, `--no-smoke`, `regions: eu-west-1`, `the smoke-event input`.
+        Messages word their fixes with it, so they never name a flag the user cannot give."""
+        if surface == "action" and self.action_name:
+            return f"{self.action_name}: {value}" if value is not None else f"the {self.action_name} input"
+        flag = self.flag_of(surface)
+        if flag is None:  # unknown surface: both ways, as far as they exist
+            flag = self.flag_of(self.commands[0]) if self.commands else None
+            if flag is None or not self.action_name:
+                return self.say("action" if flag is None else self.commands[0], value)
+            return f"{self.say(self.commands[0], value)} (in the Action, {self.say('action', value)})"
+        if value is None:
+            return flag
+        if self.switch and value in ("true", "false"):
+            return flag if value == "true" else f"--no-{flag.removeprefix('--')}"
+        return f"{flag} {value}"
 
     @property
     def switch(self) -> bool:
@@ -85,22 +110,25 @@ def scalar(raw: Any, where: str) -> str:
     if isinstance(raw, dict | list | tuple):
         raise UsageError(f"{where} must be a single value, not {type(raw).__name__} {raw!r}",
                          "write it as a quoted string")
+    if isinstance(raw, str) and "\0" in raw:
+        # Only a TOML string can hold one (argv and the environment cannot): no path, name or flag takes it.
+        raise UsageError(f"{where}={raw!r} holds a NUL character", "remove it")
     return str(raw).strip()
 
 
 def split_list(raw: Any, where: str) -> tuple[str, ...]:
     """A list from a TOML array, repeated flags, or one string separated by commas, newlines or spaces.
 
-    Repeats are dropped (first one wins): a region listed twice would otherwise be deployed twice at once.
+    Repeats are kept: where one matters (a region given twice) the rules refuse it rather than hide it.
     """
     if isinstance(raw, list | tuple):
         items = [scalar(x, where) for x in raw]
     elif isinstance(raw, str):
         # Action inputs are single strings; people write lists one per line, comma or space separated.
-        items = re.split(r"[,\s]+", raw)
+        items = re.split(r"[,\s]+", raw, flags=re.ASCII)
     else:
         raise UsageError(f"{where} must be a list of strings, not {raw!r}", "write it as a list or one per line")
-    return tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
+    return tuple(s.strip() for s in items if s.strip())
 
 
 def boolean(raw: Any, where: str) -> bool:
@@ -114,11 +142,16 @@ def boolean(raw: Any, where: str) -> bool:
     raise UsageError(f"{where}={raw!r} is not a boolean", "use true or false")
 
 
+# int() and float() also read Arabic-Indic and other Unicode digits: numbers are ASCII here, as AWS has them.
+_WHOLE = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)", re.ASCII)
+
+
 def count(raw: Any, where: str) -> int:
-    try:
-        value = int(scalar(raw, where))
-    except ValueError:
-        raise UsageError(f"{where}={raw!r} is not a whole number", "give a number such as 8") from None
+    text = scalar(raw, where)
+    if not _WHOLE.fullmatch(text):
+        raise UsageError(f"{where}={raw!r} is not a whole number", "give a number such as 8")
+    value = int(text)
     if value < 1:
         raise UsageError(f"{where}={value} must be at least 1", "give a positive number")
     return value
@@ -129,12 +162,12 @@ def optional_count(raw: Any, where: str) -> int | None:
 
 
 def seconds(raw: Any, where: str) -> float:
-    try:
-        value = float(scalar(raw, where))
-    except ValueError:
-        raise UsageError(f"{where}={raw!r} is not a number", "give seconds, such as 10") from None
-    # Lambda's own ceiling: a function that needs longer could not run on Lambda either.
-    if not 0 < value <= limits.MAX_TIMEOUT_S:
+    text = scalar(raw, where)
+    if not _DECIMAL.fullmatch(text):
+        raise UsageError(f"{where}={raw!r} is not a number", "give seconds, such as 10")
+    value = float(text)
+    # Lambda's own range for a function's timeout: a function that needs longer could not run on Lambda either.
+    if not 1 <= value <= limits.MAX_TIMEOUT_S:
         raise UsageError(f"{where}={value:g} is out of range",
                          f"give seconds from 1 to {limits.MAX_TIMEOUT_S}, such as 10")
     return value
@@ -142,13 +175,10 @@ def seconds(raw: Any, where: str) -> float:
 
 def per_second(raw: Any, where: str) -> float:
     """A rate: a number of requests per second above 0."""
-    try:
-        value = float(scalar(raw, where))
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
+    text = scalar(raw, where)
+    if not _DECIMAL.fullmatch(text) or float(text) <= 0:
         raise UsageError(f"{where}={raw!r} is not a positive number", "give requests per second, such as 15")
-    return value
+    return float(text)
 
 
 def text(raw: Any, where: str) -> str:

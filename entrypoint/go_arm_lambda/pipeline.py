@@ -247,8 +247,9 @@ def run_smoke(cfg: Config, functions: list[FunctionArtifacts], layer: package.Ar
             store.put("smoke", key, result.to_record())
         return result
 
-    # Two at a time: each is one emulated process, and the machine is usually also building or deploying.
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    # One more than the cores: an emulated start keeps a core busy most of the time but not all of it (process
+    # start, the Runtime API round trips, the stop), and nothing else runs during this stage.
+    with ThreadPoolExecutor(max_workers=max(1, min(cfg.concurrency, (os.cpu_count() or 1) + 1))) as pool:
         for f, result in zip(functions, pool.map(one, functions), strict=True):
             f.smoke = result
     failed = [f for f in functions if f.smoke and not f.smoke.ok]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from go_arm_lambda import limits, package
 from go_arm_lambda.aws import LambdaView
-from go_arm_lambda.config import FunctionSpec
+from go_arm_lambda.config import FunctionSpec, say
 from go_arm_lambda.errors import UsageError, UserError
 from go_arm_lambda.steps import (
     STATEMENT_PREFIX,
@@ -56,7 +56,7 @@ from go_arm_lambda.steps import (
 GO_RUNTIMES = ("go1.x", "provided", "provided.al2", "provided.al2023")
 # How our layer versions describe themselves, whatever the layer's name: layer_description() below, and
 # layer/template.yaml's "go-arm-lambda bootstrap: ...".
-_OUR_DESCRIPTION = re.compile(r"^go-arm-lambda +(\S+ +)?bootstrap\b")
+_OUR_DESCRIPTION = re.compile(r"^go-arm-lambda +(\S+ +)?bootstrap\b", re.ASCII)
 
 
 def layer_description(tool_version: str, artifact: Artifact) -> str:
@@ -77,7 +77,7 @@ def desired_state(config: DeployConfig, functions: Sequence[tuple[FunctionSpec, 
     layer = None
     if config.mode == "layer":
         if layer_zip is None:
-            raise UsageError("layer mode needs the layer zip", "package the layer, or use --mode bootstrap")
+            raise UsageError("layer mode needs the layer zip", f"package the layer, or use {say('mode', 'bootstrap')}")
         layer = DesiredLayer(config.layer_name, layer_zip, (config.runtime,),
                              layer_description(tool_version, layer_zip), tuple(config.layer_permissions))
     return DesiredState(config, layer, tuple(DesiredFunction(spec, region, zip_, handler, config.runtime)
@@ -139,7 +139,7 @@ def _check_inputs(desired: DesiredState) -> None:
     """What loading the config could not know yet: the zips' sizes. (config.load checked the inputs themselves
     against AWS's rules, limits.check_deploy_inputs.)"""
     if not desired.regions:
-        raise UsageError("no region to deploy to", "give --region, e.g. --region eu-west-1")
+        raise UsageError("no region to deploy to", f"give {say('regions', 'eu-west-1')}")
     layer_zip = desired.layer.zip if desired.layer else None
     sized = [(want.spec.short_name, want.zip, layer_zip) for want in desired.functions]
     if desired.layer is not None:
@@ -148,7 +148,7 @@ def _check_inputs(desired: DesiredState) -> None:
         # The packager's own rule, so a zip it accepts and one the plan accepts are the same zips.
         if package.check_limits(zip_, with_layer, what) and desired.config.s3_bucket is None:
             raise UsageError(f"the zip of {what} is {zip_.size:,} bytes, over the {limits.MAX_ZIP_IN_REQUEST:,} "
-                             "bytes Lambda takes in a request", "give --s3-bucket to upload it through S3")
+                             "bytes Lambda takes in a request", f"give {say('s3_bucket')} to upload it through S3")
 
 
 def _bucket(desired: DesiredState, region: str) -> str:
@@ -159,11 +159,11 @@ def _bucket(desired: DesiredState, region: str) -> str:
 def _check_bucket(bucket: str, region: str, found_in: str | None) -> None:
     if found_in is None:
         raise UsageError(f"S3 bucket {bucket} (for {region}) does not exist",
-                         f"create it in {region}, or fix --s3-bucket")
+                         f"create it in {region}, or fix {say('s3_bucket')}")
     if found_in != region:
         raise UsageError(f"S3 bucket {bucket} is in {found_in}, but Lambda in {region} takes code only from a "
                          "bucket in its own region",
-                         "give a bucket per region, e.g. --s3-bucket my-bucket-{region}")
+                         f"give a bucket per region, e.g. {say('s3_bucket', 'my-bucket-{region}')}")
 
 
 def _read_region(desired: DesiredState, view: LambdaView, pool: ThreadPoolExecutor) -> _Current:
@@ -233,6 +233,13 @@ def _plan_layer(desired: DesiredState, region: str, current: _Current) -> tuple[
     layer = desired.layer
     if layer is None:
         return [], None
+    if current.layer is not None and not is_our_layer(current.layer, layer.zip.code_sha256):
+        # Publishing would make our bootstrap the newest version of somebody else's layer, and every function
+        # of theirs that moves to the newest version would get it.
+        raise UsageError(f"layer {layer.name} in {region} is not go-arm-lambda's: its newest version "
+                         f"({current.layer.arn}) has neither our description nor our bootstrap",
+                         f"give {say('layer_name')} a name of our own (the default is go-arm-lambda-bootstrap); "
+                         "nothing was changed")
     steps: list[Step] = []
     ref: LayerRef
     if current.layer is not None and _reusable(layer, current.layer):
@@ -293,12 +300,12 @@ def merge_layers(existing: Sequence[str], ours_now: Collection[str],
 def _plan_function(desired: DesiredState, want: DesiredFunction, current: _Current,
                    layer_ref: LayerRef | None) -> FunctionPlan:
     name, region = want.spec.name, want.region
-    limits.check_function_arn_target(name, region, current.account)
+    limits.check_function_arn_target(name, region, current.account, say)
     state = current.functions.get(name)
     if state is None:
         raise UsageError(f"function {want.spec.short_name} does not exist in {region}",
                          "create it first (go-arm-lambda updates functions, it does not create them), "
-                         "or fix the name or --region")
+                         f"or fix the name or {say('regions')}")
     if state.package_type != "Zip":
         raise UsageError(f"function {want.spec.short_name} in {region} is a container image function "
                          f"(PackageType {state.package_type})",

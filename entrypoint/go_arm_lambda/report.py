@@ -240,7 +240,7 @@ def _shorten(text: str, limit: int = _ITEM_LIMIT) -> str:
 def _inline(text: Any) -> str:
     """One line of Markdown from arbitrary text: no line breaks, and `<` cannot open an HTML tag
     (Go prints `<nil>`, which GitHub would swallow)."""
-    one_line = re.sub(r"\s*[\r\n]+\s*", " ", str(text))
+    one_line = re.sub(r"\s*[\r\n]+\s*", " ", str(text), flags=re.ASCII)
     return _shorten(one_line.replace("<", "&lt;"))
 
 

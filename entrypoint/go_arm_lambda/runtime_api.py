@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from go_arm_lambda import limits
+
 API_PREFIX = "/2018-06-01/runtime/"
 ACCOUNT = "000000000000"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 ERROR_BODY_TRAILER = "Lambda-Runtime-Function-Error-Body"
 # Lambda caps a synchronous response at 6 MB; anything far beyond that is a runaway, not an answer.
 MAX_BODY = 16 * 1024 * 1024
+TOO_LARGE = "Function.ResponseSizeTooLarge"  # the errorType Invoke answers with for a response over the limit
 
 @dataclass(frozen=True)
 class Posted:
@@ -71,7 +74,7 @@ class RuntimeApiEmulator:
         self.event = event
         self.timeout = timeout
         self.request_id = str(uuid.uuid4())
-        self.function_arn = f"arn:aws:lambda:{region}:{ACCOUNT}:function:{function_name}"
+        self.function_arn = limits.arn(region, "lambda", ACCOUNT, f"function:{function_name}")
         self.trace_id = (f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};"
                          f"Parent={uuid.uuid4().hex[:16]};Sampled=0")
         self.state = _State()
@@ -167,13 +170,26 @@ def _make_handler(api: RuntimeApiEmulator) -> type[BaseHTTPRequestHandler]:
             })
 
         def do_POST(self) -> None:
+            kind = _post_kind(self.path, api.request_id)
+            limit = limits.MAX_RESPONSE if kind == "response" else MAX_BODY
             try:
-                body, trailers = _read_body(self)
+                body, trailers = _read_body(self, limit)
+            except _TooLarge:
+                # As Lambda does: refused once the limit is passed, without reading the rest, and the
+                # invocation fails with Function.ResponseSizeTooLarge at once, not at the timeout.
+                self.close_connection = True
+                size = f"{limits.MAX_RESPONSE} bytes"
+                if kind == "response":
+                    api._record(Posted("error", _api_error(TOO_LARGE, "Response payload size exceeded maximum "
+                                                           f"allowed payload size ({size})."),
+                                       TOO_LARGE, time.monotonic()))
+                self._answer(413, _api_error("RequestEntityTooLarge", f"Exceeded maximum allowed payload size "
+                                             f"({size})."))
+                return
             except ValueError as exc:
                 self.close_connection = True
                 self._answer(400, _api_error("InvalidRequest", str(exc)))
                 return
-            kind = _post_kind(self.path, api.request_id)
             if kind is None:
                 self._not_found()
                 return
@@ -211,12 +227,19 @@ def _api_error(error_type: str, message: str) -> bytes:
     return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
 
 
-def _read_body(handler: BaseHTTPRequestHandler) -> tuple[bytes, dict[str, str]]:
-    """The request body and any HTTP trailers (lower-cased names); aws-lambda-go always posts chunked."""
+class _TooLarge(ValueError):
+    """A body over the limit, refused before it is read."""
+
+
+def _read_body(handler: BaseHTTPRequestHandler, limit: int) -> tuple[bytes, dict[str, str]]:
+    """The request body and any HTTP trailers (lower-cased names); aws-lambda-go always posts chunked. Stops
+    reading as soon as the body is over `limit` bytes."""
     rfile = handler.rfile
     if "chunked" not in handler.headers.get("Transfer-Encoding", "").lower():
         length = int(handler.headers.get("Content-Length") or 0)
-        if not 0 <= length <= MAX_BODY:
+        if length > limit:
+            raise _TooLarge(f"body of {length} bytes is over {limit}")
+        if length < 0:
             raise ValueError(f"body of {length} bytes is out of range")
         return rfile.read(length), {}
     chunks: list[bytes] = []
@@ -230,8 +253,8 @@ def _read_body(handler: BaseHTTPRequestHandler) -> tuple[bytes, dict[str, str]]:
         if size == 0:
             break
         total += size
-        if total > MAX_BODY:
-            raise ValueError("chunked body is too large")
+        if total > limit:
+            raise _TooLarge(f"chunked body is over {limit} bytes")
         chunks.append(rfile.read(size))
         rfile.readline(8)  # the CRLF after each chunk
     trailers: dict[str, str] = {}

@@ -27,7 +27,7 @@ from typing import IO, Any
 from go_arm_lambda import config, limits, proc, toolchain
 from go_arm_lambda.errors import UsageError
 from go_arm_lambda.package import extract_zip
-from go_arm_lambda.runtime_api import Posted, RuntimeApiEmulator
+from go_arm_lambda.runtime_api import TOO_LARGE, Posted, RuntimeApiEmulator
 
 TAIL_LINES = 20
 TAIL_BYTES = 4096
@@ -133,7 +133,7 @@ def _check_inputs(function_zip: Path, handler: str, layer_zip: Path | None, even
     config.check_event(event, "the event")
     if not (math.isfinite(timeout) and 0 < timeout <= limits.MAX_TIMEOUT_S):
         raise UsageError(f"timeout {timeout:g} s is out of range: Lambda allows more than 0 and at most "
-                         f"{limits.MAX_TIMEOUT_S} s", "pass --timeout in seconds, e.g. 10")
+                         f"{limits.MAX_TIMEOUT_S} s", f"give seconds, e.g. {config.say('smoke_timeout', '10')}")
     if runtime not in limits.RUNTIME_GLIBC:
         raise UsageError(f"runtime {runtime!r} cannot be smoke-tested", "use " + " or ".join(limits.RUNTIME_GLIBC))
 
@@ -281,6 +281,8 @@ def _failure(api: RuntimeApiEmulator, outcome: Posted | None, returncode: int | 
     `returncode` is None when the process was still running when the wait ended, i.e. it timed out.
     """
     if outcome is not None:
+        if outcome.error_type == TOO_LARGE:
+            return f"the response is larger than Lambda allows: {outcome.describe()}"
         return None if outcome.kind == "response" else f"Handler returned an error: {outcome.describe()}"
     init = api.state.init_error
     reported = f" after reporting an init error ({init.describe()})" if init else ""

@@ -32,8 +32,8 @@ QEMU_NAMES = ("qemu-aarch64-static", "qemu-aarch64")
 QEMU_PACKAGE = "qemu-user-static"
 ARM64_MACHINES = ("aarch64", "arm64")  # platform.machine() on Linux and on macOS
 
-_GO_LINE = re.compile(r"^go\s+(\d+)\.(\d+)(?:\.(\d+))?\s*(?://.*)?$", re.MULTILINE)
-_GOVERSION = re.compile(r"go(\d+)\.(\d+)(?:\.(\d+))?")
+_GO_LINE = re.compile(r"^go\s+(\d+)\.(\d+)(?:\.(\d+))?\s*(?://.*)?$", re.MULTILINE | re.ASCII)
+_GOVERSION = re.compile(r"go(\d+)\.(\d+)(?:\.(\d+))?", re.ASCII)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from go_arm_lambda import limits
 from go_arm_lambda.binary import LAMBDA_GO, REBUILD, BinaryReport, GoBuildInfo, glibc_key, read_binary
+from go_arm_lambda.config import say
 from go_arm_lambda.errors import UsageError
 
 Severity = Literal["error", "warning"]
@@ -57,7 +58,7 @@ def _dotted(version: Iterable[int]) -> str:
 
 
 def _semver(version: str) -> tuple[int, int, int] | None:
-    m = re.match(r"v(\d+)\.(\d+)\.(\d+)", version)
+    m = re.match(r"v(\d+)\.(\d+)\.(\d+)", version, re.ASCII)
     return (int(m[1]), int(m[2]), int(m[3])) if m else None
 
 
@@ -128,11 +129,19 @@ def _check_elf(r: BinaryReport, policy: Policy) -> Iterator[Finding]:
 
 def _check_go(r: BinaryReport, policy: Policy, arch_ok: bool) -> Iterator[Finding]:
     go = r.go
+    allow = say("allow_custom_runtime_client", "true")
     if go is None:
-        yield _finding("go", "warning",
-                       f"{r.name} has no Go build info (not a Go program, or its toolchain left it out): "
-                       "the Go checks were skipped, the ELF checks still apply",
-                       "if it is Go, build it with a current `go build`")
+        # Without build info nothing shows an aws-lambda-go inside: unless the user vouches for its own Runtime
+        # API client, it is as likely a stray library (libc.so.6) as a function, and Lambda would time out on it.
+        if policy.allow_custom_runtime_client:
+            yield _finding("go", "warning", f"{r.name} has no Go build info: the Go checks were skipped, the ELF "
+                           "checks still apply", "make sure its own client polls the Runtime API")
+        else:
+            yield _finding("go", "error",
+                           f"{r.name} is not a Go program with build info, so nothing shows it answers the Lambda "
+                           f"Runtime API ({LAMBDA_GO}): every invocation would time out",
+                           f"build the function with a current `go build`, or give {allow} if it has its own "
+                           "Runtime API client")
         return
     goos, goarch = go.settings.get("GOOS"), go.settings.get("GOARCH")
     if goos is not None and goos != "linux":
@@ -150,8 +159,8 @@ def _check_go(r: BinaryReport, policy: Policy, arch_ok: bool) -> Iterator[Findin
                        f"{r.name} does not use {LAMBDA_GO}: nothing in it answers the Lambda Runtime API, "
                        "so every invocation would time out",
                        "make sure your own client polls the Runtime API" if custom else
-                       "call lambda.Start from github.com/aws/aws-lambda-go/lambda, or pass "
-                       "--allow-custom-runtime-client if it has its own Runtime API client")
+                       "call lambda.Start from github.com/aws/aws-lambda-go/lambda, or give "
+                       f"{allow} if it has its own Runtime API client")
         return
     parsed = _semver(version)
     if parsed is not None and parsed[:2] < MIN_LAMBDA_GO:
