@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from go_arm_lambda import __version__, build, cache, package, proc, progress, report, smoke, verify
-from go_arm_lambda.config import Config, load_event
+from go_arm_lambda.config import Config, load_event, say
 from go_arm_lambda.errors import SmokeError, UsageError, UserError, VerifyError, as_user_error
 
 
@@ -210,7 +210,7 @@ def check_verdicts(built: list[build.BuiltFunction], verdicts: dict[Path, verify
     count = len({b.binary for b in failing})
     first = errors[failing[0]][0].message
     raise VerifyError(f"{count} binar{'y' if count == 1 else 'ies'} failed verification; {first}",
-                      "fix the findings above, or turn the checks off (--no-verify, or verify: false)",
+                      f"fix the findings above, or turn the checks off ({say('verify', 'false')})",
                       details=verify.format_table(list(verdicts.values())), locations=locations)
 
 
@@ -259,7 +259,7 @@ def run_smoke(cfg: Config, functions: list[FunctionArtifacts], layer: package.Ar
         raise SmokeError(f"smoke invocation of {f.built.spec.short_name}{others} failed: "
                          f"{f.smoke.error if f.smoke else ''}",
                          "run `go-arm-lambda smoke` on its zip to see it, fix the function, or turn smoke off "
-                         "(--no-smoke, or smoke: false)",
+                         f"({say('smoke', 'false')})",
                          details="\n".join(f"{x.built.spec.short_name}: {smoke.format_result(x.smoke)}"
                                            for x in failed if x.smoke))
 
@@ -315,7 +315,7 @@ def run_job(cfg: Config, job: progress.Job | None = None, *, deploy: bool) -> Jo
     output = BuildOutput()
     try:
         if deploy and not cfg.regions:  # before the build: nothing is worth building for a deploy that cannot start
-            raise UsageError("no region to deploy to", "give --region (or the regions input), e.g. eu-west-1")
+            raise UsageError("no region to deploy to", f"give {say('regions', 'eu-west-1')}")
         build_and_package(cfg, job, output)
         if not deploy:
             return JobResult.of(job_report(cfg, output, None, job=job))
