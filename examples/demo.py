@@ -3,7 +3,12 @@
 It seeds the fake account with what a real one has before a migration: `hello` on go1.x/x86_64 and
 `orders-api` on provided.al2 with the binary named bootstrap. Then it runs `go-arm-lambda deploy` twice:
 the first run builds, verifies, smoke-invokes, publishes the layer and migrates both functions; the second
-finds nothing to change and makes no mutating call.
+finds nothing to change and makes no mutating call. Then two releases go out as canaries: each new version is
+invoked in the (local) AWS first, and 25% of the `live` alias's traffic goes to it while a CloudWatch alarm is
+watched. The first finishes; during the second the alarm goes off, and every alias goes back to the version it had.
+
+Invoke runs for real: the local endpoint is the tests' proxy in front of moto, which runs each function version's
+zip and layers under qemu (tests/lambdainvoke.py), as moto alone cannot without Docker.
 """
 
 from __future__ import annotations
@@ -12,8 +17,12 @@ import io
 import json
 import logging
 import os
+import re
+import shutil
 import subprocess
 import sys
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -22,8 +31,15 @@ from moto.awslambda.models import LambdaFunction
 from moto.server import ThreadedMotoServer
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "entrypoint"), str(ROOT / "tests")]  # the Invoke emulation the tests use
+
+from awsfakes import FaultProxy  # noqa: E402
+from lambdainvoke import LambdaInvoke, ZipCache  # noqa: E402
+
 REGIONS = ("eu-west-1", "us-east-1")
 OUT = ROOT / ".go-arm-lambda" / "demo"
+ALARM = "demo-errors"
+CANARY = ["--check-deployed", "--check-expect", "from linux/arm64", "--traffic", "canary:25:4s", "--alarm", ALARM]
 
 
 def honour_architectures_on_code_update() -> None:
@@ -60,15 +76,61 @@ def seed(endpoint: str) -> None:
                             Architectures=["x86_64"], Code={"ZipFile": old_zip("bootstrap")}, Timeout=30)
 
 
-def deploy(endpoint: str, report: Path) -> dict[str, object]:
-    argv = [sys.executable, "-m", "go_arm_lambda", "deploy", "--source", str(ROOT / "examples"),
+def deploy(endpoint: str, report: Path, source: Path = ROOT / "examples", *extra: str,
+           fails: bool = False) -> dict[str, object]:
+    argv = [sys.executable, "-m", "go_arm_lambda", "deploy", "--source", str(source),
             "--function", "hello=./cmd/hello", "--function", "orders-api=./cmd/orders",
             *(f"--region={r}" for r in REGIONS), "--publish", "--alias", "live",
-            "--endpoint-url", endpoint, "--out", str(OUT / "dist"), "--report", str(report)]
+            "--endpoint-url", endpoint, "--out", str(OUT / "dist"), "--report", str(report), *extra]
     print("$ go-arm-lambda " + " ".join(argv[3:]), flush=True)
-    if subprocess.run(argv, check=False).returncode != 0:
-        raise SystemExit("demo: the deploy above failed; its last line says why")
+    code = subprocess.run(argv, check=False).returncode
+    if (code != 0) != fails:
+        raise SystemExit(f"demo: the deploy above {'failed' if code else 'was meant to fail'}; its last lines say why")
     return json.loads(report.read_text())
+
+
+def release(source: Path, greeting: str) -> None:
+    """A new version of the code: both functions greet through internal/greet."""
+    greet = source / "internal" / "greet" / "greet.go"
+    greet.write_text(re.sub(r'"\w+, %s, from', f'"{greeting}, %s, from', greet.read_text()))
+
+
+def set_alarm(endpoint: str, state: str, region: str) -> None:
+    cloudwatch = boto3.client("cloudwatch", endpoint_url=endpoint, region_name=region)
+    if not cloudwatch.describe_alarms(AlarmNames=[ALARM])["MetricAlarms"]:
+        cloudwatch.put_metric_alarm(AlarmName=ALARM, Namespace="AWS/Lambda", MetricName="Errors", Statistic="Sum",
+                                    Period=60, EvaluationPeriods=1, Threshold=1,
+                                    ComparisonOperator="GreaterThanOrEqualToThreshold")
+    cloudwatch.set_alarm_state(AlarmName=ALARM, StateValue=state, StateReason=f"set by the demo: {state}")
+
+
+def alarm_once_canary_runs(endpoint: str) -> threading.Thread:
+    """Waits until the canary routes traffic to the new version, then sets the alarm off, as errors would."""
+    lam = boto3.client("lambda", endpoint_url=endpoint, region_name=REGIONS[0])
+
+    def watch() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            routing = lam.get_alias(FunctionName="hello", Name="live").get("RoutingConfig") or {}
+            if routing.get("AdditionalVersionWeights"):
+                time.sleep(1)
+                print(f"demo: setting CloudWatch alarm {ALARM} to ALARM in {REGIONS[0]}", flush=True)
+                set_alarm(endpoint, "ALARM", REGIONS[0])
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def rollout_lines(report: dict[str, object]) -> list[str]:
+    lines = []
+    for f in report["functions"]:  # type: ignore[attr-defined]
+        steps = " -> ".join("back" if s["percent"] == 0 else f"{s['percent']:g}%" for s in f.get("traffic") or [])
+        lines.append(f"  {f['name']} ({f['region']}): {f['status']}, live {f['alias_before']} -> {f['alias_after']}"
+                     f", traffic {steps or 'unchanged'}")
+    return lines
 
 
 def main() -> int:
@@ -78,17 +140,43 @@ def main() -> int:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request would bury the demo
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    host, port = server.get_host_and_port()
+    moto = f"http://{host}:{port}"
+    proxy = FaultProxy(moto)
+    proxy.local = LambdaInvoke(moto, ZipCache(OUT / "invoke-zips"))
     try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        print(f"moto (local AWS) at {endpoint}; seeding go1.x and provided.al2 functions in {', '.join(REGIONS)}")
-        seed(endpoint)
+        endpoint = proxy.url
+        print(f"moto (local AWS) at {moto}, Invoke run for real at {endpoint}; seeding go1.x and provided.al2 "
+              f"functions in {', '.join(REGIONS)}")
+        seed(moto)
         first = deploy(endpoint, OUT / "report-1.json")
         print(f"\nfirst deploy: {first['mutating_calls']} mutating calls; report in {OUT / 'report-1.json'}\n")
         second = deploy(endpoint, OUT / "report-2.json")
-        print(f"\nsecond deploy, nothing changed: {second['mutating_calls']} mutating calls")
-        return 0 if second["mutating_calls"] == 0 else 1
+        print(f"\nsecond deploy, nothing changed: {second['mutating_calls']} mutating calls\n")
+        ok = second["mutating_calls"] == 0
+
+        source = OUT / "src"
+        shutil.rmtree(source, ignore_errors=True)
+        shutil.copytree(ROOT / "examples", source, ignore=shutil.ignore_patterns("demo.py"))
+        for region in REGIONS:
+            set_alarm(moto, "OK", region)
+        release(source, "hi")
+        third = deploy(endpoint, OUT / "report-3.json", source, *CANARY)
+        print("\na canary that succeeds: each new version answered in AWS, then took 25% of live for 4 s, then all:")
+        print("\n".join(rollout_lines(third)) + "\n")
+        ok &= all(f["status"] == "updated" for f in third["functions"])  # type: ignore[attr-defined]
+
+        release(source, "hey")
+        watcher = alarm_once_canary_runs(moto)
+        fourth = deploy(endpoint, OUT / "report-4.json", source, *CANARY, fails=True)
+        watcher.join()
+        print(f"\na canary rolled back: {ALARM} went off while 25% of live was on the new versions, so every alias "
+              "went back:")
+        print("\n".join(rollout_lines(fourth)))
+        ok &= all(f["status"] == "rolled-back" for f in fourth["functions"])  # type: ignore[attr-defined]
+        return 0 if ok else 1
     finally:
+        proxy.close()
         server.stop()
 
 

@@ -119,7 +119,9 @@ def test_deploys_reports_and_keeps_one_sticky_comment(runner: Runner, github_dou
     first = runner.run(runner.env(event))
     assert first.returncode == 0, first.stdout + first.stderr
     out = runner.outputs_now()
-    assert set(out) == {"layer-arn", "layer-arns", "function-arns", "function-versions", "changed", "report"}
+    assert set(out) == {"layer-arn", "layer-arns", "function-arns", "function-versions", "changed", "rolled-back",
+                        "report"}
+    assert out["rolled-back"] == "false"
     assert re.fullmatch(rf"arn:aws:lambda:{REGION}:\d{{12}}:layer:go-arm-lambda-bootstrap:1", out["layer-arn"])
     arns = json.loads(out["function-arns"])[REGION]
     assert arns["hello"].endswith(":function:hello") and arns["orders-api"].endswith(":function:orders-api")
@@ -161,6 +163,41 @@ def test_deploys_reports_and_keeps_one_sticky_comment(runner: Runner, github_dou
     assert [m for m, _ in writes] == ["POST", "PATCH"]
     assert writes[1][1].endswith(f"/issues/comments/{comments[0]['id']}")
     assert all(r.headers.get("Authorization") == f"token {TOKEN}" for r in github_double.requests)
+
+
+def test_a_failed_check_keeps_the_alias_and_promote_moves_the_same_bytes(runner: Runner,
+                                                                         github_double: GitHubDouble) -> None:
+    event = _event(runner.tmp / "event.json")
+    # orders refuses a line with quantity 0 (a function error); hello answers anything.
+    check = '{"customer": "Ada", "items": [{"sku": "tea", "quantity": 0, "cents": 250}]}'
+    done = runner.run(runner.env(event, **{"CHECK-DEPLOYED": "true", "CHECK-EVENT": check}))
+    assert done.returncode == 1, done.stdout + done.stderr
+    out = runner.outputs_now()
+    assert (out["rolled-back"], out["changed"]) == ("true", "true")
+    report: dict[str, Any] = json.loads((runner.workspace / out["report"]).read_text())
+    functions = {f["name"]: f for f in report["functions"]}
+    assert {name: f["status"] for name, f in functions.items()} == {"hello": "updated", "orders-api": "rolled-back"}
+    failed = functions["orders-api"]["check"]
+    assert failed["function_error"] == "Unhandled" and "every item needs a quantity of at least 1" in failed["payload"]
+    assert runner.aws.client("lambda").get_alias(FunctionName="hello", Name="live")["FunctionVersion"] == "1"
+    assert [a["Name"] for a in runner.aws.client("lambda").list_aliases(FunctionName="orders-api")["Aliases"]] == []
+    assert re.search(r"^::error title=deploy failed::orders-api \(eu-west-1\): the check of orders-api version 1 .*"
+                     r"alias live was not created", done.stdout, re.MULTILINE), done.stdout
+    for view in (runner.summary.read_text(), github_double.comments(REPO, PR)[0]["body"]):
+        assert "every item needs a quantity of at least 1" in view and "START RequestId: " in view
+        assert "passed: version 1 answered in" in view  # hello's check
+
+    # The very version hello's live alias has goes to prod: checked, no build.
+    promote = {"PROMOTE-FROM": "live", "ALIAS": "prod", "CHECK-DEPLOYED": "true", "CHECK-EVENT": '{"name": "Ada"}',
+               "CHECK-EXPECT": "hello, Ada"}
+    done = runner.run(runner.env(event, functions="hello=./cmd/hello", **promote))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "::group::build" not in done.stdout and "::group::plan" in done.stdout
+    out = runner.outputs_now()
+    assert (out["rolled-back"], out["changed"]) == ("false", "true")
+    assert json.loads(out["function-versions"]) == {REGION: {"hello": "1"}}
+    assert runner.aws.client("lambda").get_alias(FunctionName="hello", Name="prod")["FunctionVersion"] == "1"
+    assert "prod: created at 1" in github_double.comments(REPO, PR)[0]["body"]
 
 
 def test_fork_pull_request_warns_and_deploy_result_stands(runner: Runner, github_double: GitHubDouble) -> None:

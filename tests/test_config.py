@@ -206,25 +206,26 @@ def test_action_yml_declares_exactly_the_tables_inputs() -> None:
     action["inputs"].pop("alias")
     action["inputs"]["smoke"]["default"] = "false"
     action["inputs"]["mode"]["description"] = "Which mode."
-    action["inputs"]["traffic"] = {"description": "Shift traffic slowly."}
+    action["inputs"]["bake-time"] = {"description": "Wait a while."}
     assert sorted(action_yml_problems(action)) == [
-        "input alias is missing from action.yml", "input mode: description differs from the table's help",
-        "input smoke: default 'false' differs from the table's", "input traffic is not in the table"]
+        "input alias is missing from action.yml", "input bake-time is not in the table",
+        "input mode: description differs from the table's help",
+        "input smoke: default 'false' differs from the table's"]
 
 
 def test_every_flag_is_generated_from_the_table() -> None:
     parser = cli.build_parser()
     assert flag_problems(parser) == []
     commands = cli.subcommands(parser)
-    commands["deploy"].add_argument("--traffic", default=argparse.SUPPRESS)  # a flag written by hand
+    commands["deploy"].add_argument("--bake-time", default=argparse.SUPPRESS)  # a flag written by hand
     commands["smoke"].add_argument("--cgo", dest="cgo", action="store_true")  # an input's flag written by hand
-    assert flag_problems(parser) == ["deploy --traffic is not in the table", "smoke --cgo is not the flag the table "
+    assert flag_problems(parser) == ["deploy --bake-time is not in the table", "smoke --cgo is not the flag the table "
                                      "generates"]
 
 
 def test_a_flag_the_table_lacks_is_never_dropped_silently(tmp_path: Path) -> None:
-    with pytest.raises(KeyError, match="traffic"):
-        config.load({"source": str(tmp_path), "traffic": "10%"}, env={})
+    with pytest.raises(KeyError, match="bake_time"):
+        config.load({"source": str(tmp_path), "bake_time": "10m"}, env={})
 
 
 def test_the_defaults_shown_are_the_configs(capsys: pytest.CaptureFixture[str],
@@ -242,17 +243,17 @@ def test_readme_and_action_yml_are_generated_from_the_table(tmp_path: Path) -> N
     # A new row makes every generated section stale, and --write brings them back in line.
     for name in ("README.md", "action.yml"):
         shutil.copy(ROOT / name, tmp_path / name)
-    extra = dataclasses.replace(config.FIELDS["alias"], key="traffic", name="traffic", help="Shift traffic slowly.")
+    extra = dataclasses.replace(config.FIELDS["alias"], key="bake_time", name="bake-time", help="Wait a while.")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(config.FIELDS, "traffic", extra)
-        mp.setitem(config.ACTION_INPUTS, "traffic", "traffic")
+        mp.setitem(config.FIELDS, "bake_time", extra)
+        mp.setitem(config.ACTION_INPUTS, "bake-time", "bake_time")
         assert {(s.file, s.name) for s in docs.stale(tmp_path)} == {
             ("README.md", "inputs"), ("README.md", "cli"), ("action.yml", "inputs")}
         assert docs.main(["--write", "--root", str(tmp_path)]) == 0
         assert docs.stale(tmp_path) == []
         action = yaml.safe_load((tmp_path / "action.yml").read_text())
         assert action_yml_problems(action) == []
-        assert "[--traffic NAME]" in (tmp_path / "README.md").read_text()
+        assert "[--bake-time NAME]" in (tmp_path / "README.md").read_text()
 
 
 def test_action_only_inputs_say_so_in_the_readme() -> None:

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from awsfakes import REGION, FakeAws, deploy, desired, make_zip
 from go_arm_lambda import package
-from lambdainvoke import runnable_artifacts
+from lambdainvoke import ZipCache, runnable_artifacts
 
 LAYER = "go-arm-lambda-bootstrap"
 
@@ -54,7 +54,10 @@ def invoke(lam: Any, name: str, qualifier: str | None = None, event: Any = None)
     return out
 
 
-def test_invoke_runs_the_version_asked_for_with_its_layers_in_order(aws: FakeAws, zips: dict[str, bytes]) -> None:
+def test_invoke_runs_the_version_asked_for_with_its_layers_in_order(aws: FakeAws, zips: dict[str, bytes],
+                                                                    tmp_path: Path) -> None:
+    # A cache of its own: the session's already holds our layer's zip once any earlier test invoked a function.
+    aws.invoker.cache = ZipCache(tmp_path / "zips")
     # A foreign layer with a broken bootstrap first: ours, listed after it, must replace it in /opt.
     foreign = aws.publish_layer("tools", zip_file=make_zip({"bootstrap": b"#!/bin/sh\nexit 42\n", "lib/x": b"x"}))
     ours = aws.publish_layer(LAYER, zip_file=zips[""])

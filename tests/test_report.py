@@ -49,7 +49,8 @@ def _state(name: str, region: str, **over: Any) -> r.FunctionDeploy:
         "name": name, "code_sha256": "q80=", "runtime": "provided.al2023", "architecture": "arm64",
         "region": region, "arn": f"arn:aws:lambda:{region}:123456789012:function:{name}", "version": "4",
         "alias": "live", "changes": ["runtime: go1.x -> provided.al2023", "architecture: x86_64 -> arm64", "code"],
-        "changed": True, "status": Status.UPDATED, "error": None}
+        "changed": True, "status": Status.UPDATED, "error": None, "check": None, "traffic": None,
+        "alias_before": "3", "alias_after": "4"}
     return typing.cast(r.FunctionDeploy, state | over)
 
 
@@ -99,6 +100,45 @@ def _bootstrap() -> r.JobReport:
     for f in rep["functions"]:
         f["handler"] = "bootstrap"
     return rep
+
+
+def _rolled_out() -> r.JobReport:
+    """A canary that finished for orders, and payments kept on its old version by a failed check."""
+    passed: r.CheckReport = {"passed": True, "version": "4", "seconds": 0.41, "status_code": 200,
+                             "function_error": None, "payload": '{"ok":true}', "log_tail": "START RequestId: 1",
+                             "reason": None}
+    failed: r.CheckReport = {"passed": False, "version": "8", "seconds": 0.2, "status_code": 200,
+                             "function_error": "Unhandled", "payload": '{"errorMessage":"```boom```"}',
+                             "log_tail": "START RequestId: 2\npanic: ```boom```\nEND RequestId: 2",
+                             "reason": "function error (Unhandled): ```boom```"}
+    states = [_state("orders", "eu-west-1", check=passed, alias_before="3", alias_after="4",
+                     traffic=[{"percent": 10.0, "version": "4", "at": 0.0},
+                              {"percent": 100.0, "version": "4", "at": 300.4}]),
+              _state("payments", "eu-west-1", status=Status.ROLLED_BACK, alias=None, version="8", check=failed,
+                     alias_before="7", alias_after="7", error="the check of payments version 8 failed")]
+    return _job(states, layer=LAYER)
+
+
+def test_the_rollout_in_every_view() -> None:
+    rep = _conforms(_rolled_out())
+    assert r.failed(rep) and r.rolled_back(rep) and r.action_outputs(rep, "x")["rolled-back"] == "true"
+    assert r.action_outputs(DEPLOY, "x")["rolled-back"] == "false"
+    for view, heading in ((r.summary_markdown(rep), "### Rollout"), (r.comment_body(rep, "c"), "**Rollout**")):
+        assert _rows(view, heading) == [
+            ["Function", "Region", "Deployed-version check", "Alias", "Traffic"], ["---"] * 5,
+            ["`orders`", "eu-west-1", "passed: version 4 answered in 0.41 s", "live: 3 -> 4",
+             "10% (0 s) -> 100% (300 s)"],
+            ["`payments`", "eu-west-1", "failed: version 8: function error (Unhandled): ```boom```",
+             "alias: stays on 7", "—"]]
+        # The failed check's payload and log tail, in fences the backticks they hold cannot close.
+        assert "````json\n{\"errorMessage\":\"```boom```\"}\n````" in view
+        assert "````text\nSTART RequestId: 2\npanic: ```boom```\nEND RequestId: 2\n````" in view
+        assert "START RequestId: 1" not in view  # a passed check's details stay in the JSON report
+    text = r.text_table(rep)
+    assert "  orders (eu-west-1): check passed: version 4 answered in 0.41 s; live: 3 -> 4; traffic 10% (0 s) -> " \
+           "100% (300 s)" in text
+    assert "    panic: ```boom```" in text
+    assert "rollout:" not in r.text_table(_built_only()) and "Rollout" not in r.summary_markdown(_built_only())
 
 
 def _built_only(**over: Any) -> r.JobReport:
@@ -222,6 +262,7 @@ def test_action_outputs() -> None:
         "function-versions": json.dumps({"eu-west-1": {"orders": "4", "payments": "7"},
                                          "us-east-1": {"orders": "2"}}),
         "changed": "true",
+        "rolled-back": "false",
         "report": ".go-arm-lambda/report.json",
     }
     dry = r.action_outputs(_dry_run(), "x.json")
@@ -398,7 +439,7 @@ def test_a_sharing_change_on_a_reused_layer_is_shown_and_counts_as_changed() -> 
 
 # --- the types, the assembly and the rules ------------------------------------------------------------------
 
-@pytest.mark.parametrize("make", [lambda: DEPLOY, _dry_run, _failure, _bootstrap, _built_only])
+@pytest.mark.parametrize("make", [lambda: DEPLOY, _dry_run, _failure, _bootstrap, _built_only, _rolled_out])
 def test_every_report_here_is_what_the_types_say(make: Any) -> None:
     _conforms(make())
 
@@ -440,7 +481,7 @@ def test_the_architecture_example_has_the_fields_of_the_types() -> None:
 
 def test_status_values_are_the_json_strings_and_the_rules_are_decided_on_them() -> None:
     assert json.dumps([Status.NOT_TOUCHED, Status.BUILT]) == '["not-touched", "built"]'
-    assert {s for s in Status if s.failed} == {Status.FAILED, Status.NOT_TOUCHED}
+    assert {s for s in Status if s.failed} == {Status.FAILED, Status.NOT_TOUCHED, Status.ROLLED_BACK}
     assert {s for s in Status if s.changed(["code"])} == {Status.UPDATED, Status.PLANNED}
     for status in Status:
         assert r.function_failed({"status": status.value}) is status.failed
@@ -454,8 +495,8 @@ def test_assemble_decides_changed_by_the_rule_and_refuses_an_unknown_status() ->
     assert [(f["status"], f["changed"]) for f in rep["functions"]] == [(Status.FAILED, False),
                                                                        (Status.NOT_TOUCHED, False)]
     assert r.failed(rep) and not r.changed(_job(rep["functions"][:0], layer=None))
-    with pytest.raises(ValueError, match="rolled-back"):
-        _job([_state("orders", "eu-west-1", status="rolled-back")], layer=LAYER)
+    with pytest.raises(ValueError, match="half-done"):
+        _job([_state("orders", "eu-west-1", status="half-done")], layer=LAYER)
 
 
 def test_a_function_left_untouched_fails_the_job_even_without_an_error_line() -> None:

@@ -19,13 +19,14 @@ naming the call, not a KeyError deep in the deploy.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import random
 import threading
 import time
 import xml.etree.ElementTree
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ from botocore.retries.throttling import CubicCalculator
 from go_arm_lambda import progress
 from go_arm_lambda.config import say
 from go_arm_lambda.errors import AwsError
-from go_arm_lambda.steps import AliasState, CodeSource, FunctionState, LayerState, S3Object
+from go_arm_lambda.steps import AliasState, CodeSource, FunctionState, InvokeAnswer, LayerState, S3Object
 
 T = TypeVar("T")
 
@@ -78,6 +79,10 @@ class AwsConflict(AwsError):
 
 class AwsDenied(AwsError):
     """The caller may not do this (IAM, or a resource policy such as another account's layer's)."""
+
+
+class AwsTimeout(AwsError):
+    """No answer came within the time allowed (the read timeout)."""
 
 
 class AwsChanged(AwsError):
@@ -238,12 +243,14 @@ class Aws:
         self._limiters: dict[tuple[str, str], RateLimiter] = {}
         self._lock = threading.Lock()
 
-    def client(self, service: str, region: str) -> Any:
+    def client(self, service: str, region: str, read_timeout: float | None = None) -> Any:
         with self._lock:
-            key = (service, region)
+            key = (service, region, read_timeout)
             if key not in self._clients:
+                config = self._config if read_timeout is None else self._config.merge(
+                    botocore.config.Config(read_timeout=read_timeout))
                 self._clients[key] = self.session.client(
-                    service, region_name=region, endpoint_url=self.endpoint_url, config=self._config)
+                    service, region_name=region, endpoint_url=self.endpoint_url, config=config)
             return self._clients[key]
 
     def limiter(self, region: str, quota: str | None) -> RateLimiter | None:
@@ -256,10 +263,12 @@ class Aws:
                 self._limiters[key] = RateLimiter(self.rates.of(quota))
             return self._limiters[key]
 
-    def call(self, service: str, region: str, operation: str, what: str, **params: Any) -> Answer:
+    def call(self, service: str, region: str, operation: str, what: str, *, timeout: float | None = None,
+             **params: Any) -> Answer:
         """One API call, paced by its region's limiter, with bounded retries; a failure becomes an AwsError naming
-        `what` ('function x')."""
-        client = self.client(service, region)
+        `what` ('function x'). With `timeout` (a call with effects of its own: Invoke) the answer must come within
+        that many seconds (AwsTimeout), and a request that may have reached AWS is never sent again."""
+        client = self.client(service, region, timeout)
         limiter = self.limiter(region, quota_of(service, operation))
         faults = throttled = 0  # failed attempts so far, apart: see Timing.max_throttled
         while True:
@@ -284,7 +293,7 @@ class Aws:
                     delay = self.timing.backoff(throttled - 1) if pause is None else 0.0 if limiter else pause
                 else:
                     faults += 1
-                    if faults >= self.timing.max_attempts:
+                    if faults >= self.timing.max_attempts or (timeout is not None and exc.sent):
                         raise exc.final from None
                     delay = self.timing.backoff(faults - 1)
                 progress.tally(retries=1, waited=delay)
@@ -330,9 +339,11 @@ def make_session(endpoint_url: str | None = None, *, timing: Timing | None = Non
 
 
 class _Retryable(Exception):
-    def __init__(self, final: AwsError, *, throttled: bool = False, retry_after: float | None = None) -> None:
+    def __init__(self, final: AwsError, *, throttled: bool = False, retry_after: float | None = None,
+                 sent: bool = False) -> None:
         super().__init__(str(final))
         self.final = final
+        self.sent = sent  # the request may have reached AWS, and no answer came back
         self.throttled = throttled  # AWS said "slow down", as opposed to a fault or a busy function
         self.retry_after = retry_after  # seconds AWS asked us to wait, when it said
 
@@ -358,8 +369,11 @@ def _translated(operation: str, what: str, region: str, endpoint_url: str | None
     except (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectTimeoutError) as exc:
         # A dropped connection or a timeout: the request may or may not have arrived. Every call we make is
         # safe to repeat; the two creates that then conflict (alias, layer permission) are handled where made.
-        raise _Retryable(AwsError(f"{operation} for {what} in {region}: the connection failed ({exc})",
-                                  "check the network and run the deploy again")) from None
+        # Invoke is not (the function would run twice): Aws.call leaves it to `sent`.
+        kind = AwsTimeout if isinstance(exc, botocore.exceptions.ReadTimeoutError) else AwsError
+        raise _Retryable(kind(f"{operation} for {what} in {region}: the connection failed ({exc})",
+                              "check the network and run the deploy again"),
+                         sent=not isinstance(exc, botocore.exceptions.ConnectTimeoutError)) from None
     except (botocore.parsers.ResponseParserError, xml.etree.ElementTree.ParseError) as exc:
         # A garbled answer (a proxy's HTML error page, a truncated body) is usually gone on the next try.
         # botocore's own handler for GetBucketLocation lets ElementTree's error out unwrapped.
@@ -417,7 +431,8 @@ def _retry_after(response: dict[str, Any]) -> float | None:
 
 def operation_service(operation: str) -> str:
     """The IAM service prefix of an operation we call (for 'access denied: lambda:UpdateFunctionCode')."""
-    return {"PutObject": "s3", "GetBucketLocation": "s3", "GetCallerIdentity": "sts"}.get(operation, "lambda")
+    return {"PutObject": "s3", "GetBucketLocation": "s3", "GetCallerIdentity": "sts",
+            "DescribeAlarms": "cloudwatch"}.get(operation, "lambda")
 
 
 def _not_found(fn: Callable[[], T]) -> T | None:
@@ -449,7 +464,9 @@ def _layer_state(answer: Answer) -> LayerState:
 
 
 def _alias_state(answer: Answer) -> AliasState:
-    return AliasState(answer["Name"], answer["AliasArn"], answer["FunctionVersion"], answer.get("RevisionId"))
+    weights = (answer.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+    return AliasState(answer["Name"], answer["AliasArn"], answer["FunctionVersion"], answer.get("RevisionId"),
+                      answer.get("Description") or "", {str(k): float(v) for k, v in weights.items()})
 
 
 def _revision(revision_id: str | None) -> dict[str, str]:
@@ -550,6 +567,18 @@ class LambdaView:
     def account_id(self) -> str:
         return self.aws.account_id(self.region)
 
+    def alarm_states(self, names: Sequence[str]) -> dict[str, str]:
+        """The state (OK | ALARM | INSUFFICIENT_DATA) of each CloudWatch alarm named, metric or composite; a name
+        no alarm in this region has is left out."""
+        states: dict[str, str] = {}
+        for i in range(0, len(names), 100):  # DescribeAlarms takes at most 100 names
+            chunk = list(names[i:i + 100])
+            out = self.aws.call("cloudwatch", self.region, "DescribeAlarms", f"alarms {', '.join(chunk)}",
+                                AlarmNames=chunk, AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+            for alarm in [*(out.get("MetricAlarms") or ()), *(out.get("CompositeAlarms") or ())]:
+                states[str(alarm["AlarmName"])] = str(alarm["StateValue"])
+        return states
+
 
 class LambdaWriter:
     """The mutating calls for one region. Counts them, so a report can say how many changes a deploy made."""
@@ -586,6 +615,9 @@ class LambdaWriter:
         params = {"OrganizationId": organization_id} if organization_id else {}
         # A conflict means the statement exists: our own attempt got through before its answer was lost, or
         # another deploy added it since the plan. The id is made from the principal, so it is this very grant.
+        # No RevisionId on the layer's policy calls: each touches only its own statement id, so another deploy's
+        # grants made meanwhile are never lost, while a RevisionId would fail every function of the region on
+        # them (and on our own retries after a lost answer).
         with suppress(AwsConflict):
             self._write("AddLayerVersionPermission", f"layer {name}:{version}", LayerName=name,
                         VersionNumber=version, StatementId=statement_id, Action="lambda:GetLayerVersion",
@@ -658,16 +690,21 @@ class LambdaWriter:
         return str(out["Version"])
 
     def set_alias(self, function: str, alias: str, version: str, *, create: bool,
-                  revision_id: str | None = None) -> AliasState:
-        """Creates the alias, or moves it while it still has `revision_id` (AwsChanged otherwise)."""
+                  revision_id: str | None = None, weights: dict[str, float] | None = None,
+                  description: str | None = None) -> AliasState:
+        """Creates the alias, or moves it while it still has `revision_id` (AwsChanged otherwise). `weights`
+        ({version: share}) routes part of its traffic elsewhere; without them any routing is removed.
+        `description` None leaves the alias's as it is."""
         what = f"alias {alias} of {function}"
-        params = {"FunctionName": function, "Name": alias, "FunctionVersion": version}
+        params: dict[str, Any] = {"FunctionName": function, "Name": alias, "FunctionVersion": version,
+                                  "RoutingConfig": {"AdditionalVersionWeights": dict(weights or {})}}
+        if description is not None:
+            params["Description"] = description
 
         def as_asked() -> AliasState | None:
             # Our own earlier attempt got through and its answer was lost, or someone else did the very same.
-            found = self._read("GetAlias", what, FunctionName=function, Name=alias)
-            routed = (found.get("RoutingConfig") or {}).get("AdditionalVersionWeights")
-            return _alias_state(found) if found["FunctionVersion"] == version and not routed else None
+            found = _alias_state(self._read("GetAlias", what, FunctionName=function, Name=alias))
+            return found if (found.function_version, found.weights) == (version, dict(weights or {})) else None
         if create:
             try:
                 return _alias_state(self._write("CreateAlias", what, **params))
@@ -697,6 +734,15 @@ class LambdaWriter:
     def tag_resource(self, arn: str, tags: dict[str, str]) -> None:
         self._write("TagResource", f"function {arn.rsplit(':', 1)[-1]}", Resource=arn, Tags=tags)
 
+    def invoke(self, function: str, qualifier: str, payload: bytes, *, timeout: float) -> InvokeAnswer:
+        """A synchronous invoke with the log tail (LogType Tail). It changes nothing go-arm-lambda counts, but it
+        runs the function: it is sent once, and AwsTimeout is raised when no answer came within `timeout` s."""
+        out = self.aws.call("lambda", self.region, "Invoke", f"function {function}:{qualifier}", timeout=timeout,
+                            FunctionName=function, Qualifier=qualifier, LogType="Tail", Payload=payload)
+        log = base64.b64decode(out.get("LogResult") or "").decode("utf-8", "replace")
+        return InvokeAnswer(int(out["StatusCode"]), out.get("FunctionError"), out["Payload"].read(), log,
+                            out.get("ExecutedVersion"))
+
 
 def _code(source: CodeSource) -> dict[str, Any]:
     if isinstance(source, S3Object):
@@ -710,6 +756,3 @@ def upload_layer(bucket: str, key: str, zip_path: Path, region: str,
     target = S3Object(bucket, key)
     LambdaWriter(make_session(endpoint_url), region).put_object(target, zip_path)
     return target
-        # No RevisionId on the layer's policy calls: each touches only its own statement id, so another deploy's
-        # grants made meanwhile are never lost, while a RevisionId would fail every function of the region on
-        # them (and on our own retries after a lost answer).

@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("build", cmd_build, "cross-compile, verify, package and smoke-invoke functions")
     command("deploy", cmd_deploy, "build, then publish the layer and update the functions")
+    command("promote", cmd_promote, "point an alias at the version another alias has, with the deploy's check "
+            "and traffic options; no build")
+    command("rollback", cmd_rollback, "put an alias back on the version it had before go-arm-lambda last moved it")
 
     p = command("verify", cmd_verify, "check binaries: ELF arch, glibc, Go build info, aws-lambda-go")
     p.add_argument("binaries", nargs="+", type=Path, metavar="BINARY")
@@ -236,10 +239,24 @@ def cmd_layer_upload(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    cfg = config.load(_given(args))
+    return _deployed(args, cfg, pipeline.run_job(cfg, progress.Job.for_log(json=cfg.json), deploy=True))
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    cfg = config.load(_given(args), command="promote")
+    return _deployed(args, cfg, pipeline.move_aliases(cfg, "promote", progress.Job.for_log(json=cfg.json)))
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    cfg = config.load(_given(args), command="rollback")
+    return _deployed(args, cfg, pipeline.move_aliases(cfg, "rollback", progress.Job.for_log(json=cfg.json)))
+
+
+def _deployed(args: argparse.Namespace, cfg: config.Config, result: pipeline.JobResult) -> int:
+    """What deploy, promote and rollback show and exit with: the report, then its errors."""
     from go_arm_lambda import report
 
-    cfg = config.load(_given(args))
-    result = pipeline.run_job(cfg, progress.Job.for_log(json=cfg.json), deploy=True)
     if cfg.json:
         _print_json(result.report)
     elif result.error is None:
@@ -277,7 +294,10 @@ def cmd_action(args: argparse.Namespace) -> int:
                             fix="make the workspace's .go-arm-lambda a writable directory, or remove what is there")
         os.environ.update(actions.prepare_container(env, cfg.source.resolve()))
         # Regions given: build and deploy. None: build, verify, smoke and package only (a pull request check).
-        result = pipeline.run_job(cfg, progress.Job.for_log(json=cfg.json), deploy=bool(cfg.regions))
+        # promote-from given: promote, no build.
+        job = progress.Job.for_log(json=cfg.json)
+        result = pipeline.move_aliases(cfg, "promote", job) if cfg.promote_from else \
+            pipeline.run_job(cfg, job, deploy=bool(cfg.regions))
     except Exception as exc:  # wrong inputs, or the run could not start (e.g. an unusable workspace)
         err = as_user_error(exc)
         result = pipeline.JobResult(pipeline.job_report(cfg or config.Config(), None, None, errors=[str(err)]),

@@ -29,7 +29,7 @@ from typing import Any
 
 from go_arm_lambda import inputs, limits
 from go_arm_lambda.errors import UsageError
-from go_arm_lambda.inputs import BUILD, DEPLOY, Choice, Input, setting
+from go_arm_lambda.inputs import BUILD, DEPLOY, MOVES, PROMOTE, ROLLOUT, Choice, Input, setting
 
 MODES = ("layer", "bootstrap")
 RUNTIMES = ("provided.al2023", "provided.al2")
@@ -82,7 +82,7 @@ def _functions(raw: Any, where: str) -> tuple[FunctionSpec, ...]:
 
 
 # Commands beyond build/deploy that share an input's flag (they read it without the file or INPUT_*).
-_JSON_OUTPUT = (*BUILD, "verify", "smoke", "layer package", "layer upload", "doctor")
+_JSON_OUTPUT = (*BUILD, *MOVES, "verify", "smoke", "layer package", "layer upload", "doctor")
 
 
 @dataclass(frozen=True)
@@ -91,16 +91,18 @@ class Config:
 
     source: Path = setting(
         Path("."), inputs.path, "Directory with the Go source (the module root or above it; in the Action, "
-        "relative to the workspace); packages and the config file are found relative to it.", commands=BUILD,
+        "relative to the workspace); packages and the config file are found relative to it.",
+        commands=(*BUILD, *MOVES),
         action="working-directory", in_file=False,
         metavar="DIR")
     config_file: Path | None = setting(
         None, inputs.optional_path, f"The config file, relative to the source directory; without it, "
-        f"{CONFIG_FILE_NAME} there when it exists.", commands=BUILD, name="config", in_file=False, metavar="FILE")
+        f"{CONFIG_FILE_NAME} there when it exists.", commands=(*BUILD, *MOVES), name="config", in_file=False,
+        metavar="FILE")
     functions: tuple[FunctionSpec, ...] = setting(
         (), _functions, "The functions, each as NAME=PACKAGE (e.g. `orders-api=./cmd/orders`): NAME is the Lambda "
         "function's name or ARN, PACKAGE its Go main package relative to the source directory. Repeat the flag; "
-        "in the input, one per line or comma separated.", commands=BUILD, flag="function", repeat=True,
+        "in the input, one per line or comma separated.", commands=(*BUILD, *MOVES), flag="function", repeat=True,
         metavar="NAME=PACKAGE")
     out: Path = setting(Path(".go-arm-lambda/dist"), inputs.path, "Output directory for the binaries and zips.",
                         commands=BUILD, action=None, metavar="DIR")
@@ -139,12 +141,12 @@ class Config:
     smoke_timeout: float = setting(10.0, inputs.seconds, "Seconds to wait for a smoke invocation's response.",
                                    commands=BUILD, metavar="S", also=(("smoke", "--timeout"),))
     concurrency: int = setting(8, inputs.count, "Parallel builds and packaging; in a deploy, functions at a time in "
-                               "each region (Lambda's quotas are per region).", commands=BUILD,
+                               "each region (Lambda's quotas are per region).", commands=(*BUILD, *MOVES),
                                action=None, metavar="N")
     regions: tuple[str, ...] = setting(
         (), inputs.split_list, "AWS regions to deploy to (repeat the flag; in the input, comma or newline "
         "separated). The Action without regions builds, verifies, smoke-tests and packages only.",
-        commands=DEPLOY, flag="region", repeat=True, metavar="REGION")
+        commands=(*DEPLOY, *MOVES), flag="region", repeat=True, metavar="REGION")
     layer_name: str = setting("go-arm-lambda-bootstrap", inputs.text, "Name of the bootstrap layer to publish "
                               "(layer mode).", commands=DEPLOY, metavar="NAME")
     layer_permissions: tuple[str, ...] = setting(
@@ -154,7 +156,35 @@ class Config:
     publish: bool = setting(False, inputs.boolean, "Publish a new function version after each update.",
                             commands=DEPLOY, action="publish-version")
     alias: str | None = setting(None, inputs.optional_text, "Alias to point at the published version (needs "
-                                "publishing on).", commands=DEPLOY, metavar="NAME")
+                                "publishing on); with promote-from, the alias to promote to.",
+                                commands=(*DEPLOY, "rollback"), metavar="NAME")
+    promote_from: str | None = setting(
+        None, inputs.optional_text, "Promote instead of deploying: point the alias at the version this alias has "
+        "(no build), with the same check and traffic options.", commands=PROMOTE, flag="from-alias",
+        in_file=False, metavar="ALIAS")  # never from the file: a file shared by both jobs would promote in both
+    to_alias: str | None = setting(None, inputs.optional_text, "The alias to promote to (in the Action and the "
+                                   "config file: alias).", commands=PROMOTE, action=None, in_file=False,
+                                   metavar="ALIAS")
+    check_deployed: bool = setting(
+        False, inputs.boolean, "After each update, invoke the new version in AWS (the published one, else "
+        "$LATEST) and move the alias only when it answers. Off by default: invoking a production function can "
+        "have effects.", commands=ROLLOUT)
+    check_event: str | None = setting(None, inputs.optional_event, "The event for the deployed-version check, as "
+                                      "JSON or @FILE (default: the smoke event).", commands=ROLLOUT,
+                                      metavar="JSON|@FILE")
+    check_timeout: float = setting(30.0, inputs.seconds, "Seconds the deployed-version check waits for its "
+                                   "answer.", commands=ROLLOUT, metavar="S")
+    check_expect: str | None = setting(None, inputs.pattern, "A regular expression the check's response payload "
+                                       "must contain.", commands=ROLLOUT, metavar="REGEX")
+    traffic: inputs.Traffic = setting(
+        inputs.ALL_AT_ONCE, inputs.traffic, "How the alias moves to the new version: `all-at-once`, "
+        "`canary:PERCENT:DURATION` (e.g. canary:10:5m) or `linear:PERCENT:DURATION` (e.g. linear:20:1m), through "
+        "the alias's routing configuration; all functions of a run shift together.", commands=ROLLOUT,
+        metavar="SPEC")
+    alarms: tuple[str, ...] = setting(
+        (), inputs.lines, "CloudWatch alarms watched while traffic shifts: any in ALARM puts every alias back on "
+        "its old version and fails the run (repeat the flag; in the input, one per line).", commands=ROLLOUT,
+        flag="alarm", repeat=True, metavar="NAME")
     s3_bucket: str | None = setting(
         None, inputs.optional_text, "Upload zips through this bucket (needed above 50 MB). It must be in the "
         "function's region: with several regions, `{region}` in the name stands for each.", commands=DEPLOY,
@@ -162,20 +192,22 @@ class Config:
     s3_prefix: str = setting("go-arm-lambda/", inputs.text, "Key prefix for uploads to the S3 bucket.",
                              commands=DEPLOY, metavar="PREFIX")
     endpoint_url: str | None = setting(None, inputs.optional_text, "AWS endpoint URL override (LocalStack, moto); "
-                                       "leave empty for AWS.", commands=(*DEPLOY, "layer upload"), metavar="URL")
+                                       "leave empty for AWS.", commands=(*DEPLOY, *MOVES, "layer upload"),
+                                       metavar="URL")
     rate_limit: float = setting(
         15.0, inputs.per_second, "Lambda control-plane requests per second per region a deploy allows itself. AWS's "
         "quota is 15, for the whole account and region; lower it when other deploys run in the account at the same "
-        "time. Throttled anyway, the deploy slows down further on its own.", commands=DEPLOY, metavar="N")
+        "time. Throttled anyway, the deploy slows down further on its own.", commands=(*DEPLOY, *MOVES),
+        metavar="N")
     dry_run: bool = setting(False, inputs.boolean, "Build, check and show the plan, but change nothing in AWS.",
-                            commands=DEPLOY)
+                            commands=(*DEPLOY, *MOVES))
     allow_older: bool = setting(
         False, inputs.boolean, "Under GitHub Actions each deployed function is tagged with its workflow, run "
         "number and commit, and a run older than the one that last deployed a function (same workflow) does not "
         "deploy it. This deploys it anyway, for a deliberate re-run of an older run.", commands=DEPLOY)
     report: Path | None = setting(None, inputs.optional_path, "Write the JSON job report to this file (the Action "
-                                  "always writes .go-arm-lambda/report.json).", commands=DEPLOY, action=None,
-                                  metavar="FILE")
+                                  "always writes .go-arm-lambda/report.json).", commands=(*DEPLOY, *MOVES),
+                                  action=None, metavar="FILE")
     # The pull-request comment is the Action's alone: the CLI writes no comment, so these have no flags.
     github_token: str | None = setting(None, inputs.optional_text, "Token for the pull request comment; needs "
                                        "`pull-requests: write`.", action_default="${{ github.token }}", secret=True)
@@ -192,6 +224,11 @@ class Config:
     @property
     def layer_mode(self) -> bool:
         return self.mode == "layer"
+
+    @property
+    def deployed_check_event(self) -> str:
+        """The deployed-version check's event as given (JSON or @FILE): its own, else the smoke event."""
+        return self.check_event if self.check_event is not None else self.smoke_event
 
 
 def _rows() -> dict[str, Input]:
@@ -284,10 +321,12 @@ def convert_flags(cli: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-         *, use_action_inputs: bool | None = None) -> Config:
+         *, use_action_inputs: bool | None = None, command: str | None = None) -> Config:
     """Merge the three sources over the defaults and convert every value, or raise UsageError.
 
     `cli` holds only the flags the user actually gave (argparse with SUPPRESS defaults), keyed by field name.
+    `command` says which rules apply ("promote", "rollback"); None: "promote" when promote-from is given (the
+    Action), else "deploy".
     """
     env = os.environ if env is None else env
     if use_action_inputs is None:
@@ -310,8 +349,10 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
         in_file = read_config_file(config_file)
         values = {key: FIELDS[key].convert(raw, where) for key, (raw, where) in in_file.items()} | values
         origin = {key: where for key, (_, where) in in_file.items()} | origin
+    if values.get("to_alias") is not None:  # promote's name for the alias a deploy moves
+        values["alias"] = values["to_alias"]
     cfg = Config(**(values | {"config_file": config_file}))
-    _check_together(cfg, origin)
+    _check_together(cfg, command or ("promote" if cfg.promote_from else "deploy"), origin)
     return cfg
 
 
@@ -325,7 +366,7 @@ def _holds_config_file(source: Path) -> bool:
                          f"fix {say('source')}") from None
 
 
-def _check_together(cfg: Config, origin: Mapping[str, str]) -> None:
+def _check_together(cfg: Config, command: str, origin: Mapping[str, str]) -> None:
     """Everything about the inputs that can be known without building or asking AWS, checked before any work."""
     seen: set[str] = set()
     for spec in cfg.functions:
@@ -334,8 +375,13 @@ def _check_together(cfg: Config, origin: Mapping[str, str]) -> None:
         seen.add(spec.short_name)
     limits.check_deploy_inputs(functions=[f.name for f in cfg.functions], regions=cfg.regions,
                                layer_name=cfg.layer_name, layer_mode=cfg.layer_mode,
-                               principals=cfg.layer_permissions, alias=cfg.alias, publish=cfg.publish,
-                               bucket=cfg.s3_bucket, say=say)
+                               principals=cfg.layer_permissions, alias=cfg.alias,
+                               # promote and rollback point aliases at versions that are published already
+                               publish=cfg.publish or command in inputs.MOVES, bucket=cfg.s3_bucket, say=say)
+    given = [say(key) for key in ("check_event", "check_expect") if getattr(cfg, key) is not None]
+    limits.check_rollout_inputs(command=command, alias=cfg.alias, promote_from=cfg.promote_from,
+                                publish=cfg.publish or command in inputs.MOVES, gradual=cfg.traffic.gradual,
+                                alarms=cfg.alarms, check_deployed=cfg.check_deployed, check_options=given, say=say)
     if cfg.endpoint_url is not None:
         url = urllib.parse.urlparse(cfg.endpoint_url)
         if url.scheme not in ("http", "https") or not url.netloc:
@@ -353,6 +399,9 @@ def _check_together(cfg: Config, origin: Mapping[str, str]) -> None:
                      fix=f"point {say('report')} at a file in a writable directory")
     if cfg.smoke:
         load_event(cfg.smoke_event, origin.get("smoke_event"))
+    if cfg.check_deployed and command in inputs.ROLLOUT:
+        key = "check_event" if cfg.check_event is not None else "smoke_event"
+        load_event(cfg.deployed_check_event, origin.get(key) or say(key))
 
 
 # --- the smoke event: read with the other inputs, so that a bad one stops the job before the build ----------

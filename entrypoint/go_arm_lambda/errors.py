@@ -83,6 +83,18 @@ class GitHubError(UserError):
     title = "GitHub"
 
 
+class CheckFailed(UserError):
+    """The new version did not answer as wanted when invoked in AWS, and nothing kept traffic off it."""
+
+    title = "deployed-version check failed"
+
+
+class RolledBack(UserError):
+    """The new version failed its check or an alarm fired, and its alias is (back) on the version it had."""
+
+    title = "rolled back"
+
+
 class InternalError(UserError):
     """A bug in go-arm-lambda, wrapped so that the Action still reports it; its cause keeps the traceback."""
 

@@ -11,17 +11,19 @@ AWS, so the plan a dry run shows is, by construction, the plan a deploy runs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from go_arm_lambda import progress
+from go_arm_lambda import progress, rollout
 from go_arm_lambda.aws import AwsChanged, LambdaWriter
-from go_arm_lambda.errors import InternalError, UserError
-from go_arm_lambda.report import DeployReport, FunctionDeploy, Status
+from go_arm_lambda.errors import InternalError, RolledBack, UserError
+from go_arm_lambda.report import CheckReport, DeployReport, FunctionDeploy, Status, TrafficStep
 from go_arm_lambda.steps import (
     AddLayerPermission,
+    CheckVersion,
     FunctionPlan,
     FunctionState,
     LayerRef,
@@ -33,6 +35,7 @@ from go_arm_lambda.steps import (
     RemoveLayerPermission,
     ReuseLayer,
     SetAlias,
+    ShiftTraffic,
     Step,
     TagRun,
     UpdateCode,
@@ -56,6 +59,10 @@ class FunctionResult:
     alias: str | None = None
     error: str | None = None
     exception: BaseException | None = field(default=None, repr=False, compare=False)  # what `error` says
+    check: CheckReport | None = None
+    traffic: list[TrafficStep] | None = None
+    alias_before: str | None = None  # the version the alias had, and has after the run (report.FunctionDeploy)
+    alias_after: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -65,7 +72,9 @@ class FunctionResult:
         return {"name": self.name, "region": self.region, "arn": self.arn, "version": self.version,
                 "alias": self.alias, "code_sha256": self.code_sha256, "runtime": self.runtime,
                 "architecture": self.architecture, "changed": self.changed, "changes": list(self.changes),
-                "status": self.status, "error": self.error}
+                "status": self.status, "error": self.error, "check": self.check,
+                "traffic": None if self.traffic is None else list(self.traffic),
+                "alias_before": self.alias_before, "alias_after": self.alias_after}
 
 
 @dataclass
@@ -132,6 +141,7 @@ class _Run:
     # The function's RevisionId the next write names: the plan's, then what each write left. A write with a
     # stale one is refused by AWS, so a change someone made since the plan is never overwritten.
     revision: str | None = None
+    shift: rollout.Shift | None = None  # its ShiftTraffic, run with every other of the run once all are ready
 
     @property
     def result(self) -> FunctionResult:
@@ -175,6 +185,18 @@ def _walk(plan: Plan, writers: Mapping[str, LambdaWriter] | None, concurrency: i
             result.layer_exceptions.append(failure)
         result.functions.extend(f.result for f in functions)
         result.steps_done += [*layer_run.done, *(s for f in functions for s in f.done)]
+    # Every function's traffic shift at once, after every check of the run passed or failed: one window.
+    shifting = [f for _, _, functions in per_region for f in functions
+                if f.shift is not None and not f.result.status.failed]
+    if shifting:
+        shifts = [f.shift for f in shifting if f.shift]
+        started = time.monotonic()
+        progress.note(f"shifting traffic of {len(shifts)} function(s) together: {shifts[0].step.traffic}")
+        rollout.shift_together(shifts, concurrency=concurrency)
+        progress.note(f"traffic shift took {time.monotonic() - started:.2f} s, "
+                      f"{sum(s.error is None for s in shifts)} of {len(shifts)} shifted")
+        for run in shifting:
+            _shifted(run)
     # A dry run shows the steps its walk visited; a deploy's report shows the whole plan, also what never ran.
     result.plan = [s.describe() for s in result.steps_done] if writers is None else plan.describe()
     result.mutating_calls = sum(w.mutating_calls for w in writers.values()) - before if writers else 0
@@ -234,7 +256,9 @@ def _run_function(fp: FunctionPlan, writer: LambdaWriter | None, layer: _Layer, 
         for step in fp.steps:
             _dispatch(step, run)
     except Exception as exc:  # any failure, see _failure
-        result.status, result.error, result.exception = Status.FAILED, _failure(exc), exc
+        # A failed check with an alias to keep: the alias never moved, which is the rollback.
+        result.status = Status.ROLLED_BACK if isinstance(exc, RolledBack) else Status.FAILED
+        result.error, result.exception = _failure(exc), exc
     if layer.arn is not None and result.status is Status.UPDATED:  # name the layer version that now exists
         pending, published = str(PendingLayer(layer.arn.split(":")[6])), layer_label(layer.arn)
         result.changes = [change.replace(pending, published) for change in result.changes]
@@ -255,11 +279,26 @@ def _as_it_is(fp: FunctionPlan, alias: str | None, status: Status, error: str | 
     """The function as AWS has it before any step; each step's handler then records what it changed, so a
     failure half-way never claims the rest, and a dry run ends where the plan would."""
     # The alias serves fp.version when the plan leaves it alone; a step that moves it says so itself.
-    serves = fp.version is not None and not any(isinstance(s, SetAlias) for s in fp.steps)
+    move = next((s for s in fp.steps if isinstance(s, SetAlias | ShiftTraffic)), None)
+    serves = fp.version is not None and move is None
+    alias_version = move.current_version if move else fp.version if serves and alias else None
     return FunctionResult(
         name=fp.name, region=fp.region, arn=fp.current.arn, status=status, changes=list(fp.changes),
         code_sha256=fp.current.code_sha256, runtime=fp.current.runtime, architecture=_arch(fp.current),
-        version=fp.version, alias=alias if serves else None, error=error)
+        version=fp.version, alias=alias if serves else None, error=error, alias_before=alias_version,
+        alias_after=alias_version)
+
+
+def _shifted(run: _Run) -> None:
+    """What the run-wide traffic shift did to this function."""
+    shift, result = run.shift, run.result
+    assert shift is not None
+    result.traffic, result.alias_after = list(shift.taken), shift.alias_version
+    if shift.error is None:
+        result.alias = shift.step.alias
+        return
+    result.status = Status.ROLLED_BACK if shift.rolled_back else Status.FAILED
+    result.error, result.exception = _failure(shift.error), shift.exception or shift.error
 
 
 def _arch(state: FunctionState) -> str:
@@ -378,11 +417,39 @@ def _publish_version(step: PublishVersion, run: _Run) -> None:
 @_handles(SetAlias)
 def _set_alias(step: SetAlias, run: _Run) -> None:
     result = run.result
+    version = step.version or result.version
     if run.writer:
-        version = step.version or result.version
         assert version is not None, "the plan publishes before it sets the alias"
-        run.writer.set_alias(step.target, step.alias, version, create=step.create, revision_id=step.revision_id)
-    result.alias = step.alias
+        # Where it moved from goes into its description, for `go-arm-lambda rollback`; a rollback that only
+        # takes an unfinished shift's routing off leaves the record of the last move as it is.
+        description = None if step.current_version == version else rollout.describe_move(
+            step.current_version, version, rollback=step.rollback)
+        run.writer.set_alias(step.target, step.alias, version, create=step.create, revision_id=step.revision_id,
+                             description=description)
+    result.alias, result.alias_after = step.alias, version
+
+
+@_handles(CheckVersion)
+def _check_version(step: CheckVersion, run: _Run) -> None:
+    result = run.result
+    if run.writer:  # on a dry run nothing is invoked: invoking can have effects
+        version = step.version or result.version
+        assert version is not None, "the plan publishes before it checks"
+        check = rollout.check(run.writer, step, version)
+        result.check = check.to_report()
+        if not check.passed:
+            raise rollout.check_error(step, check)
+
+
+@_handles(ShiftTraffic)
+def _shift_traffic(step: ShiftTraffic, run: _Run) -> None:
+    result = run.result
+    version = step.version or result.version
+    if run.writer:  # only gathered here: every function of the run shifts together once all are ready
+        assert version is not None, "the plan publishes before it shifts"
+        run.shift = rollout.Shift(step, version, run.writer, step.revision_id)
+    else:
+        result.alias, result.alias_after = step.alias, version
 
 
 @_handles(TagRun)

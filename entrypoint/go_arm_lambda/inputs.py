@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,9 @@ Converter = Callable[[Any, str], Any]
 # The commands that take the build's inputs; deploy-only inputs name ("deploy",).
 BUILD = ("build", "deploy")
 DEPLOY = ("deploy",)
+PROMOTE = ("promote",)
+MOVES = ("promote", "rollback")  # commands that move aliases between versions AWS already has: no build
+ROLLOUT = ("deploy", "promote")  # the deployed-version check and the traffic shift
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,101 @@ def goarm64(raw: Any, where: str) -> str:
     except UsageError as exc:
         raise UsageError(f"{where}: {exc.what}", exc.fix) from None
     return value
+
+
+def optional_event(raw: Any, where: str) -> str | None:
+    return event(raw, where) or None
+
+
+def pattern(raw: Any, where: str) -> str | None:
+    """A regular expression (Python's `re`, searched anywhere in the text), compiled here so a typo stops the
+    job before anything is built."""
+    value = scalar(raw, where)
+    if not value:
+        return None
+    try:
+        with warnings.catch_warnings():  # Python's notes on patterns it may read differently one day: not ours
+            warnings.simplefilter("ignore", FutureWarning)
+            re.compile(value)
+    except re.error as exc:
+        raise UsageError(f"{where}={value!r} is not a valid regular expression ({exc})",
+                         "fix the pattern, e.g. '\"status\": *\"ok\"'") from None
+    return value
+
+
+def lines(raw: Any, where: str) -> tuple[str, ...]:
+    """A list of names that may hold spaces and commas (CloudWatch alarm names do): a TOML array, repeated
+    flags, or one name per line."""
+    if isinstance(raw, list | tuple):
+        items = [scalar(x, where) for x in raw]
+    elif isinstance(raw, str):
+        items = raw.splitlines()
+    else:
+        raise UsageError(f"{where} must be a list of names, not {raw!r}", "write one name per line")
+    return tuple(s.strip() for s in items if s.strip())
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$", re.ASCII)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """How an alias moves to a new version: `all-at-once`, or a canary or linear shift through the alias's
+    routing configuration. `percent` and `interval` (seconds) are unset for all-at-once."""
+
+    kind: str  # "all-at-once" | "canary" | "linear"
+    percent: float = 0.0
+    interval: float = 0.0
+    text: str = "all-at-once"  # as the user wrote it, to show back
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def gradual(self) -> bool:
+        return self.kind != "all-at-once"
+
+    def stages(self) -> tuple[tuple[float, float], ...]:
+        """(percent of traffic on the new version, seconds to hold it) in order; the last is (100, 0).
+        canary:10:5m -> (10, 300), (100, 0); linear:30:1m -> (30, 60), (60, 60), (90, 60), (100, 0)."""
+        if self.kind == "canary":
+            return ((self.percent, self.interval), (100.0, 0.0))
+        if self.kind == "linear":
+            steps = int(100 // self.percent) - (100 % self.percent == 0)
+            return (*(((i + 1) * self.percent, self.interval) for i in range(steps)), (100.0, 0.0))
+        return ((100.0, 0.0),)
+
+    @property
+    def window(self) -> float:
+        """Seconds the shift holds traffic split: the time a gradual deploy adds by design."""
+        return sum(hold for _, hold in self.stages())
+
+
+ALL_AT_ONCE = Traffic("all-at-once")
+
+
+def traffic(raw: Any, where: str) -> Traffic:
+    """`all-at-once`, `canary:PERCENT:DURATION` or `linear:PERCENT:DURATION` (durations such as 30s, 5m, 1h)."""
+    value = scalar(raw, where)
+    fix = "use all-at-once, canary:PERCENT:DURATION or linear:PERCENT:DURATION, e.g. canary:10:5m or linear:20:1m"
+    if value == "all-at-once":
+        return ALL_AT_ONCE
+    kind, _, rest = value.partition(":")
+    percent_text, _, duration_text = rest.partition(":")
+    if kind not in ("canary", "linear") or not percent_text or not duration_text:
+        raise UsageError(f"{where}={value!r} is not a traffic shift", fix)
+    if not _DECIMAL.fullmatch(percent_text):  # float() would also take "inf", "1e1" and other scripts' digits
+        raise UsageError(f"{where}={value!r}: {percent_text!r} is not a percentage", fix)
+    percent = float(percent_text)
+    # Lambda takes a weight strictly between 0 and 1 for the additional version.
+    if not 0 < percent < 100:
+        raise UsageError(f"{where}={value!r}: the percentage must be above 0 and below 100", fix)
+    m = _DURATION.match(duration_text)
+    seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)] if m else 0.0
+    if not seconds > 0:
+        raise UsageError(f"{where}={value!r}: {duration_text!r} is not a duration", fix)
+    return Traffic(kind, percent, seconds, value)
 
 
 @dataclass(frozen=True)

@@ -257,3 +257,38 @@ def check_bucket_name(bucket: str) -> None:
     if not _BUCKET.match(bucket) or ".." in bucket:
         raise UsageError(f"S3 bucket name {bucket!r} is not valid",
                          "use 3-63 lowercase letters, digits, dots or hyphens")
+
+
+MAX_ALARM_NAME = 255  # CloudWatch's limit for an alarm name
+
+
+def check_rollout_inputs(*, command: str, alias: str | None, promote_from: str | None, publish: bool,
+                         gradual: bool, alarms: Sequence[str], check_deployed: bool,
+                         check_options: Sequence[str], say: Say) -> None:
+    """The deployed-version check, traffic shifting, promote and rollback: what goes together, checked before
+    anything is built or written. `check_options` names the check flags that were given (--check-expect, ...)."""
+    if command == "promote":
+        if not promote_from or not alias:
+            raise UsageError("promote needs the alias to promote from and the alias to promote to",
+                             "give --from-alias and --to-alias (in the Action: promote-from and alias)")
+        check_alias(promote_from)
+        if promote_from == alias:
+            raise UsageError(f"promote from alias {alias} to itself changes nothing", "name two different aliases")
+    if command == "rollback" and not alias:
+        raise UsageError("rollback needs the alias to put back", f"give {say('alias', 'live')}")
+    for name in alarms:
+        if not 0 < len(name) <= MAX_ALARM_NAME or any(ord(c) < 32 for c in name):
+            raise UsageError(f"alarm name {name!r} is not valid", "give the CloudWatch alarm's name: 1-255 "
+                             "characters, one per line")
+    if gradual and not (alias and publish):
+        raise UsageError("shifting traffic needs an alias and published versions: the alias's routing sends a "
+                         "share of its traffic to a second published version",
+                         f"give {say('publish', 'true')} and {say('alias', 'live')}, or "
+                         f"{say('traffic', 'all-at-once')}")
+    if alarms and not gradual:
+        raise UsageError("alarms are watched while traffic shifts, and --traffic all-at-once shifts none",
+                         f"give {say('traffic', 'canary:10:5m')} (or linear:PERCENT:DURATION), or leave the "
+                         "alarms out")
+    if check_options and not check_deployed and command != "rollback":
+        raise UsageError(f"{' and '.join(check_options)} given, but the deployed-version check is off",
+                         f"turn it on ({say('check_deployed', 'true')}), or leave them out")

@@ -16,11 +16,15 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from go_arm_lambda import __version__, build, cache, package, proc, progress, report, smoke, verify
 from go_arm_lambda.config import Config, load_event, say
 from go_arm_lambda.errors import SmokeError, UsageError, UserError, VerifyError, as_user_error
+
+if TYPE_CHECKING:  # the deploy's modules load boto3, which the build never does
+    from go_arm_lambda.aws import Aws
+    from go_arm_lambda.steps import Plan
 
 
 @dataclass
@@ -284,13 +288,14 @@ def _function_build(cfg: Config, f: FunctionArtifacts) -> report.FunctionBuild:
 
 
 def job_report(cfg: Config, output: BuildOutput | None, deployed: report.DeployReport | None,
-               errors: Sequence[str] = (), job: progress.Job | None = None) -> report.JobReport:
-    """The job report (report.JobReport): this job's stage results, handed to report.assemble as plain values."""
+               errors: Sequence[str] = (), job: progress.Job | None = None, *, layer: bool = True) -> report.JobReport:
+    """The job report (report.JobReport): this job's stage results, handed to report.assemble as plain values.
+    `layer` False: promote and rollback, which have no layer to speak of."""
     header: report.JobHeader = {"tool_version": __version__, "dry_run": cfg.dry_run,
                                 "commit": git_commit(cfg.source), "mode": cfg.mode, "runtime": cfg.runtime}
     return report.assemble(
         header, [_function_build(cfg, f) for f in output.functions] if output else [],
-        layer_name=cfg.layer_name if cfg.layer_mode else None,
+        layer_name=cfg.layer_name if cfg.layer_mode and layer else None,
         layer_sha256=output.layer.sha256 if output and output.layer else None, deployed=deployed, errors=errors,
         timings=job.timings() if job else None)
 
@@ -330,7 +335,7 @@ def run_job(cfg: Config, job: progress.Job | None = None, *, deploy: bool) -> Jo
 def deploy_built(cfg: Config, output: BuildOutput, job: progress.Job | None = None) -> JobResult:
     """Plan against AWS, then execute (or only preview on --dry-run). Returns the job report and success."""
     # Imported here so that build, verify and package never load boto3, not even through this module.
-    from go_arm_lambda import aws, execute, plan
+    from go_arm_lambda import aws, plan
     from go_arm_lambda.steps import DeployConfig, DeployRun
 
     job = job or progress.Job()
@@ -346,13 +351,51 @@ def deploy_built(cfg: Config, output: BuildOutput, job: progress.Job | None = No
         planned = Counter(s.action for s in the_plan.steps())
         progress.note(f"{sum(planned.values())} steps in {len(desired.regions)} region(s): "
                       + (", ".join(f"{n} {action}" for action, n in planned.items()) or "nothing to do"))
+    return _execute(cfg, the_plan, session, output, job)
+
+
+def _execute(cfg: Config, the_plan: Plan, session: Aws, output: BuildOutput | None, job: progress.Job) -> JobResult:
+    """Runs a plan (steps.Plan) with a writer per region, or previews it on --dry-run; the job's result."""
+    from go_arm_lambda import aws, execute
+
     if cfg.dry_run:
         result = execute.preview(the_plan)
     else:
-        with stage("deploy", total=len(the_plan.steps())):
-            result = execute.execute(the_plan, {r: aws.LambdaWriter(session, r) for r in desired.regions},
-                                     cfg.concurrency)
-    return JobResult.of(job_report(cfg, output, result.to_report(), job=job), step_errors=result.exceptions)
+        with job.stage("deploy", total=len(the_plan.steps())):
+            result = execute.execute(the_plan, {r.region: aws.LambdaWriter(session, r.region)
+                                                for r in the_plan.regions}, cfg.concurrency)
+    return JobResult.of(job_report(cfg, output, result.to_report(), job=job, layer=output is not None),
+                        step_errors=result.exceptions)
+
+
+def move_aliases(cfg: Config, command: str, job: progress.Job | None = None) -> JobResult:
+    """`promote` (an alias to the version another alias has, with the deploy's check and traffic options) or
+    `rollback` (an alias back where go-arm-lambda moved it from): no build, the same executor and report.
+    Never raises, as run_job."""
+    from go_arm_lambda import aws, rollout
+    from go_arm_lambda.steps import DeployConfig
+
+    job = job or progress.Job()
+    try:
+        if not cfg.regions or not cfg.functions:
+            raise UsageError(f"{command} needs the functions and the regions",
+                             f"give {say('functions', 'shop=./cmd/shop')} and {say('regions', 'eu-west-1')}")
+        session = aws.make_session(cfg.endpoint_url, rates=aws.Rates(control_plane=cfg.rate_limit))
+        views = {r: aws.LambdaView(session, r) for r in cfg.regions}
+        with job.stage("plan"):
+            if command == "promote":
+                assert cfg.promote_from is not None, "config.load requires it for promote"
+                event = load_event(cfg.deployed_check_event) if cfg.check_deployed else None
+                the_plan = rollout.plan_promote(DeployConfig.of(cfg), cfg.functions, views,
+                                                from_alias=cfg.promote_from, event=event,
+                                                concurrency=cfg.concurrency)
+            else:
+                assert cfg.alias is not None, "config.load requires it for rollback"
+                the_plan = rollout.plan_rollback(cfg.functions, views, alias=cfg.alias, concurrency=cfg.concurrency)
+        return _execute(cfg, the_plan, session, None, job)
+    except Exception as exc:  # as run_job: the report says what stopped it
+        err = as_user_error(exc)
+        return JobResult.of(job_report(cfg, None, None, errors=[str(err)], job=job, layer=False), err)
 
 
 def write_report(path: Path, job: report.JobReport) -> None:

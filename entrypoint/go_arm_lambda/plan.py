@@ -15,9 +15,9 @@ from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from go_arm_lambda import limits, package
+from go_arm_lambda import limits, package, rollout
 from go_arm_lambda.aws import LambdaView
-from go_arm_lambda.config import FunctionSpec, say
+from go_arm_lambda.config import FunctionSpec, load_event, say
 from go_arm_lambda.errors import UsageError, UserError
 from go_arm_lambda.steps import (
     STATEMENT_PREFIX,
@@ -42,7 +42,6 @@ from go_arm_lambda.steps import (
     RemoveLayerPermission,
     ReuseLayer,
     S3Object,
-    SetAlias,
     Step,
     TagRun,
     UpdateCode,
@@ -103,6 +102,8 @@ class _Current:
 def make_plan(desired: DesiredState, views: Mapping[str, LambdaView], *, concurrency: int = 8) -> Plan:
     """Reads AWS, checks everything, and returns the steps; raises UsageError before anything is written."""
     _check_inputs(desired)
+    rollout.check_alarms({region: views[region] for region in desired.regions}, desired.config.alarms)
+    check_event = load_event(desired.config.deployed_check_event) if desired.config.check_deployed else None
     # Each region reads through a bounded pool of its own: Lambda's quotas are per region, so one region's reads
     # queued ahead of another's would leave the other's quota unused. A region only schedules its reads and
     # waits for them, so regions get a thread each (it must not take a pool worker its own reads wait for).
@@ -121,7 +122,7 @@ def make_plan(desired: DesiredState, views: Mapping[str, LambdaView], *, concurr
         functions = []
         for want in (f for f in desired.functions if f.region == region):
             try:
-                functions.append(_plan_function(desired, want, current[region], layer_ref))
+                functions.append(_plan_function(desired, want, current[region], layer_ref, check_event))
             except UserError as exc:
                 problems.append(exc)
         regions.append(RegionPlan(region, tuple(layer_steps), tuple(functions)))
@@ -298,7 +299,7 @@ def merge_layers(existing: Sequence[str], ours_now: Collection[str],
 
 
 def _plan_function(desired: DesiredState, want: DesiredFunction, current: _Current,
-                   layer_ref: LayerRef | None) -> FunctionPlan:
+                   layer_ref: LayerRef | None, check_event: bytes | None = None) -> FunctionPlan:
     name, region = want.spec.name, want.region
     limits.check_function_arn_target(name, region, current.account, say)
     state = current.functions.get(name)
@@ -350,11 +351,9 @@ def _plan_function(desired: DesiredState, want: DesiredFunction, current: _Curre
             version = newest.version  # already published exactly as wanted: another version would be a copy
         else:
             steps.append(PublishVersion(region, name, desired.commit or "go-arm-lambda"))
-        alias_now = current.aliases.get(name)
-        if desired.config.alias and (version is None or alias_now is None or alias_now.function_version != version):
-            steps.append(SetAlias(region, name, desired.config.alias, alias_now is None,
-                                  alias_now.function_version if alias_now else None, version,
-                                  alias_now.revision_id if alias_now else None))
+    # The deployed-version check, then the alias's move (rollout.py): without --publish the check invokes $LATEST.
+    steps += rollout.release_steps(desired.config, region, name, version if desired.config.publish else "$LATEST",
+                                   current.aliases.get(name), changed=bool(steps), event=check_event)
     run, last = desired.run, current.last_runs.get(name)
     if steps and run is not None:
         if last is not None and last.newer_than(run) and not desired.config.allow_older:

@@ -25,11 +25,14 @@ class Status(StrEnum):
     UPDATED = "updated"
     FAILED = "failed"  # one of its steps failed; `error` says which and why
     NOT_TOUCHED = "not-touched"  # its region's layer failed, so none of its steps ran
+    # Its new version failed the deployed-version check or an alarm fired while traffic shifted: the alias is
+    # (back) on the version it had. `error` says why.
+    ROLLED_BACK = "rolled-back"
 
     @property
     def failed(self) -> bool:
         """The function is not as the run wanted it: this fails the job (exit code, headline, `ok`)."""
-        return self in (Status.FAILED, Status.NOT_TOUCHED)
+        return self in (Status.FAILED, Status.NOT_TOUCHED, Status.ROLLED_BACK)
 
     def changed(self, changes: Sequence[str]) -> bool:
         """Whether a function with these changes changed (on a dry run: would): only if they were applied."""
@@ -75,6 +78,32 @@ class FunctionDeploy(FunctionTarget):
     changed: bool  # Status.changed's verdict on `changes`; assemble decides it again, so it is never stale
     status: Status
     error: str | None
+    check: CheckReport | None  # the deployed-version check, when one ran
+    traffic: list[TrafficStep] | None  # the alias's traffic shift, step by step, when it shifted gradually
+    alias_before: str | None  # the version the alias had before the run (None: none, or no alias)
+    alias_after: str | None  # the version it has after the run
+
+
+class CheckReport(TypedDict):
+    """The deployed-version check: the invoke of the new version in AWS, and its verdict."""
+
+    passed: bool
+    version: str  # the version invoked: a number, or "$LATEST"
+    seconds: float
+    status_code: int | None  # None when no answer came in time
+    function_error: str | None  # X-Amz-Function-Error ("Unhandled")
+    payload: str  # the response payload, decoded (at most 4 KiB)
+    log_tail: str  # X-Amz-Log-Result decoded: the end of the invocation's log
+    reason: str | None  # why it failed
+
+
+class TrafficStep(TypedDict):
+    """One move of a traffic shift: `percent` of the alias's traffic on `version`, `at` seconds into the shift.
+    The last is 100 when the shift finished, 0 when it was rolled back."""
+
+    percent: float
+    version: str
+    at: float
 
 
 class FunctionReport(FunctionBuild, FunctionDeploy):
@@ -194,6 +223,11 @@ def changed(report: Report) -> bool:
     layer = report.get("layer") or {}
     return (any(function_changed(f) for f in report.get("functions", []))
             or any((layer.get("published") or {}).values()) or any((layer.get("changes") or {}).values()))
+
+
+def rolled_back(report: Report) -> bool:
+    """Whether a function's new version was kept from (or taken off) its alias: output `rolled-back`."""
+    return any(Status(f["status"]) is Status.ROLLED_BACK for f in report.get("functions", []))
 
 
 def built_only(report: Report) -> bool:
@@ -402,6 +436,70 @@ def _error_lines(report: Report) -> list[str]:
     return lines
 
 
+def _rolled_out(report: Report) -> list[Mapping[str, Any]]:
+    """The functions a deployed-version check, an alias move or a traffic shift concerned."""
+    return [f for f in report.get("functions", [])
+            if f.get("check") or f.get("traffic") or f.get("alias_before") != f.get("alias_after")]
+
+
+def check_text(check: Mapping[str, Any] | None) -> str:
+    """'passed: version 4 answered in 0.41 s', 'failed: version 4: function error (Unhandled): …', or '—'."""
+    if not check:
+        return "—"
+    if check.get("passed"):
+        return f"passed: version {check.get('version')} answered in {seconds_text(check.get('seconds') or 0.0)}"
+    return f"failed: version {check.get('version')}: {check.get('reason')}"
+
+
+def alias_text(f: Mapping[str, Any]) -> str:
+    """'live: 3 -> 4', 'alias: stays on 3' (the alias is named once it serves the new version), 'live: created
+    at 4', or '—' without an alias."""
+    before, after = f.get("alias_before"), f.get("alias_after")
+    name = f.get("alias") or "alias"
+    if before is None and after is None:
+        return "—"
+    if before == after:
+        return f"{name}: stays on {after}"
+    return f"{name}: created at {after}" if before is None else f"{name}: {before} -> {after}"
+
+
+def traffic_text(steps: Sequence[Mapping[str, Any]] | None) -> str:
+    """'10% (0 s) -> 100% (30 s)', '10% (0 s) -> rolled back (12 s)', or '—' when it moved all at once."""
+    if not steps:
+        return "—"
+    return " -> ".join(("rolled back" if s.get("percent") == 0 else f"{s.get('percent'):g}%")
+                       + f" ({s.get('at', 0):.0f} s)" for s in steps)
+
+
+def _rollout_rows(report: Report) -> list[list[str]]:
+    return [[str(f.get("name")), f.get("region") or "—", check_text(f.get("check")), alias_text(f),
+             traffic_text(f.get("traffic"))] for f in _rolled_out(report)]
+
+
+def _fence(text: str, kind: str) -> list[str]:
+    """A fenced code block that the text itself cannot close (it may hold backticks)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [f"{fence}{kind}", text.rstrip("\n"), fence]
+
+
+def _rollout_markdown(report: Report) -> list[str]:
+    """The check, alias and traffic per function; the payload and log tail of each failed check."""
+    rows = _rollout_rows(report)
+    if not rows:
+        return []
+    lines = _table(["Function", "Region", "Deployed-version check", "Alias", "Traffic"],
+                   ([f"`{r[0]}`", *r[1:]] for r in rows))
+    for f in _rolled_out(report):
+        check = f.get("check") or {}
+        if check and not check.get("passed"):
+            lines += ["", f"<details><summary><code>{_cell(f.get('name'))}</code> ({f.get('region')}): what the "
+                      "failed check got back</summary>", "", "Payload:", "",
+                      *_fence(str(check.get("payload") or "(none)"), "json"), "", "Log tail:", "",
+                      *_fence(str(check.get("log_tail") or "(none)"), "text"), "", "</details>"]
+    return lines
+
+
 def _changes_lines(report: Report) -> list[str]:
     return [f"- `{f.get('name')}` ({f.get('region') or 'no region'}): "
             + "; ".join(_inline(c) for c in f["changes"])
@@ -443,6 +541,17 @@ def text_table(report: Report) -> str:
     errors = [str(e) for e in report.get("errors") or []]
     errors += [f"{f.get('name')} ({f.get('region') or 'no region'}): {error}"
                for f, error in _function_errors(report)]
+    rollout = _rollout_rows(report)
+    if rollout:
+        lines.append("rollout:")
+        lines += [f"  {name} ({region}): check {check}; {alias}; traffic {traffic}"
+                  for name, region, check, alias, traffic in rollout]
+        for f in _rolled_out(report):
+            check = f.get("check") or {}
+            if check and not check.get("passed"):
+                lines.append(f"  {f.get('name')} ({f.get('region')}) payload: {check.get('payload') or '(none)'}")
+                lines.append(f"  {f.get('name')} ({f.get('region')}) log tail:")
+                lines += [f"    {line}" for line in str(check.get("log_tail") or "(none)").splitlines()]
     if errors:
         lines.append("errors:")
         lines += [f"  - {e}" for e in errors]
@@ -469,6 +578,8 @@ def summary_markdown(report: Report) -> str:
         lines += ["### Plan", *_plan_lines(report), ""]
     if _changes_lines(report):
         lines += ["### Changes", *_changes_lines(report), ""]
+    if _rollout_markdown(report):
+        lines += ["### Rollout", *_rollout_markdown(report), ""]
     if _error_lines(report):
         lines += ["### Errors", *_error_lines(report), ""]
     return "\n".join(lines)
@@ -496,6 +607,8 @@ def comment_body(report: Report, comment_id: str, commit: str | None = None,
         lines.append("")
     if _changes_lines(report):
         lines += ["**What changed**", *_changes_lines(report), ""]
+    if _rollout_markdown(report):
+        lines += ["**Rollout**", *_rollout_markdown(report), ""]
     if report.get("dry_run"):
         lines += ["**Plan** (dry run, nothing was changed)", *_plan_lines(report), ""]
     if _error_lines(report):
@@ -525,5 +638,6 @@ def action_outputs(report: Report, report_path: str | os.PathLike[str]) -> dict[
         "function-arns": json.dumps(function_arns),
         "function-versions": json.dumps(versions),
         "changed": "true" if changed(report) else "false",
+        "rolled-back": "true" if rolled_back(report) else "false",
         "report": os.fspath(report_path),
     }

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar, Protocol
 
 from go_arm_lambda.config import Config, FunctionSpec
+from go_arm_lambda.inputs import Traffic
 
 # --- what AWS has (aws.py reads and returns these) ----------------------------------------------------------
 
@@ -58,6 +59,20 @@ class AliasState:
     arn: str
     function_version: str
     revision_id: str | None = None  # as on FunctionState: moving the alias names it
+    description: str = ""  # go-arm-lambda records here where it moved the alias from (rollout.describe_move)
+    # Routing in progress: {version: share of traffic}, at most one version besides `function_version`.
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InvokeAnswer:
+    """What a synchronous Invoke answered. A function error is still status 200, with `function_error` set."""
+
+    status_code: int
+    function_error: str | None  # "Unhandled"
+    payload: bytes
+    log_tail: str  # X-Amz-Log-Result decoded: the last 4 KB of the invocation's log
+    executed_version: str | None
 
 
 @dataclass(frozen=True)
@@ -110,6 +125,12 @@ class DeployConfig:
     s3_bucket: str | None  # may contain {region}: S3 code must sit in the function's own region
     s3_prefix: str
     allow_older: bool  # deploy even over a newer run's deploy (see DeployRun)
+    check_deployed: bool
+    deployed_check_event: str  # JSON or @FILE
+    check_timeout: float
+    check_expect: str | None
+    traffic: Traffic
+    alarms: tuple[str, ...]
 
     @classmethod
     def of(cls, cfg: Config) -> DeployConfig:
@@ -132,6 +153,16 @@ class DesiredFunction:
     zip: Artifact
     handler: str  # the binary's name in layer mode, "bootstrap" in bootstrap mode
     runtime: str
+
+
+@dataclass(frozen=True)
+class DesiredAlias:
+    """promote and rollback: an alias of a function moved to a version AWS already has; nothing is built."""
+
+    spec: FunctionSpec
+    region: str
+    alias: str
+    version: str
 
 
 # Tags go-arm-lambda puts on each function a GitHub Actions run deploys (DeployRun.tags()).
@@ -362,15 +393,67 @@ class SetAlias(Step):
     current_version: str | None
     version: str | None  # None: the version this plan publishes
     revision_id: str | None = None  # the alias's, as the plan read it; None when it is created
+    rollback: bool = False  # `go-arm-lambda rollback`: back where the alias was before go-arm-lambda moved it
 
     @property
     def action(self) -> str:  # type: ignore[override]
-        return "create-alias" if self.create else "update-alias"
+        return "create-alias" if self.create else "rollback-alias" if self.rollback else "update-alias"
 
     def detail(self) -> str:
+        if self.current_version is not None and self.current_version == self.version:
+            return f"{self.alias} stays on version {self.version}; the traffic it sends elsewhere is removed"
         moved = f"from version {self.current_version} " if self.current_version else ""
         to = f"version {self.version}" if self.version else "the published version"
-        return f"{self.alias} {moved}to {to}"
+        return f"{self.alias} {'back ' if self.rollback else ''}{moved}to {to}"
+
+
+def seconds_text(seconds: float) -> str:
+    """30 -> '30s', 300 -> '5m', 90 -> '1m30s', 0.5 -> '0.5s': as --traffic writes durations."""
+    if seconds < 60 or seconds != int(seconds):
+        return f"{seconds:g}s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest}s" if rest else f"{minutes}m"
+
+
+@dataclass(frozen=True)
+class CheckVersion(Step):
+    """Invokes the new version in AWS; it passes on a 200 with no function error within the timeout (and, with
+    an expectation, a payload that matches it). The alias moves only after it passed."""
+
+    action: ClassVar[str] = "check-version"
+    version: str | None  # "$LATEST", a version number, or None: the version this plan publishes
+    event: bytes
+    timeout: float
+    expect: str | None  # a regular expression the payload must contain
+    alias: str | None  # the alias the plan moves after the check, if any
+    alias_version: str | None  # where that alias is now; None when the plan creates it
+
+    def detail(self) -> str:
+        what = self.version if self.version == "$LATEST" else (
+            f"version {self.version}" if self.version else "the published version")
+        expect = f" and a payload matching {self.expect!r}" if self.expect else ""
+        return (f"invoke {what} with a {len(self.event)}-byte event; passes on 200 with no function error within "
+                f"{self.timeout:g} s{expect}")
+
+
+@dataclass(frozen=True)
+class ShiftTraffic(Step):
+    """Moves the alias to the new version by degrees through its routing configuration, while the alarms are
+    watched; every function's shift of a run goes through the same stages on one clock (rollout.py)."""
+
+    action: ClassVar[str] = "shift-traffic"
+    alias: str
+    current_version: str
+    version: str | None  # None: the version this plan publishes
+    traffic: Traffic
+    alarms: tuple[str, ...]
+    revision_id: str | None = None  # the alias's, as the plan read it
+
+    def detail(self) -> str:
+        to = f"version {self.version}" if self.version else "the published version"
+        stages = ", ".join(f"{percent:g}% for {seconds_text(hold)}" for percent, hold in self.traffic.stages()[:-1])
+        watch = f"; watching {', '.join(self.alarms)}" if self.alarms else ""
+        return f"{self.alias} from version {self.current_version} to {to}: {stages}, then 100%{watch}"
 
 
 @dataclass(frozen=True)
@@ -390,7 +473,7 @@ class TagRun(Step):
 
 @dataclass(frozen=True)
 class FunctionPlan:
-    desired: DesiredFunction
+    desired: DesiredFunction | DesiredAlias
     current: FunctionState
     changes: tuple[str, ...]  # what differs, for people: "runtime: go1.x -> provided.al2023", "code", ...
     steps: tuple[Step, ...]
