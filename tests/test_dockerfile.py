@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from conftest import ROOT
-from go_arm_lambda import config, report, toolchain
+from go_arm_lambda import config, render, toolchain
 from go_arm_lambda.toolchain import MIN_GO
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -257,5 +257,5 @@ def test_input_defaults_match_the_programs_own_defaults() -> None:
 def test_outputs_are_the_ones_report_produces() -> None:
     outputs = _action()["outputs"]
     sample = {"functions": [], "layer": None}
-    assert set(outputs) == set(report.action_outputs(sample, "report.json"))
+    assert set(outputs) == set(render.action_outputs(sample, "report.json"))
     assert all(len(str(o.get("description", ""))) > 15 for o in outputs.values())

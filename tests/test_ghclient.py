@@ -11,7 +11,7 @@ import pytest
 from githubdouble import READ_TOKEN, WRITE_TOKEN, GitHubDouble
 from go_arm_lambda import ghclient
 from go_arm_lambda.errors import GitHubError
-from go_arm_lambda.report import comment_marker
+from go_arm_lambda.render import comment_marker
 
 REPO = "acme/shop"
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from awsfakes import REGION, FakeArtifact, FakeAws, artifacts, deploy, desired, plan_for
-from go_arm_lambda import build, package, pipeline
+from go_arm_lambda import build, package, pipeline, render
 from go_arm_lambda import report as r
 from go_arm_lambda.config import Config, FunctionSpec
 from go_arm_lambda.errors import UsageError
@@ -121,9 +121,10 @@ def _rolled_out() -> r.JobReport:
 
 def test_the_rollout_in_every_view() -> None:
     rep = _conforms(_rolled_out())
-    assert r.failed(rep) and r.rolled_back(rep) and r.action_outputs(rep, "x")["rolled-back"] == "true"
-    assert r.action_outputs(DEPLOY, "x")["rolled-back"] == "false"
-    for view, heading in ((r.summary_markdown(rep), "### Rollout"), (r.comment_body(rep, "c"), "**Rollout**")):
+    assert r.failed(rep) and r.rolled_back(rep) and render.action_outputs(rep, "x")["rolled-back"] == "true"
+    assert render.action_outputs(DEPLOY, "x")["rolled-back"] == "false"
+    views = ((render.summary_markdown(rep), "### Rollout"), (render.comment_body(rep, "c"), "**Rollout**"))
+    for view, heading in views:
         assert _rows(view, heading) == [
             ["Function", "Region", "Deployed-version check", "Alias", "Traffic"], ["---"] * 5,
             ["`orders`", "eu-west-1", "passed: version 4 answered in 0.41 s", "live: 3 -> 4",
@@ -134,11 +135,12 @@ def test_the_rollout_in_every_view() -> None:
         assert "````json\n{\"errorMessage\":\"```boom```\"}\n````" in view
         assert "````text\nSTART RequestId: 2\npanic: ```boom```\nEND RequestId: 2\n````" in view
         assert "START RequestId: 1" not in view  # a passed check's details stay in the JSON report
-    text = r.text_table(rep)
+    text = render.text_table(rep)
     assert "  orders (eu-west-1): check passed: version 4 answered in 0.41 s; live: 3 -> 4; traffic 10% (0 s) -> " \
            "100% (300 s)" in text
     assert "    panic: ```boom```" in text
-    assert "rollout:" not in r.text_table(_built_only()) and "Rollout" not in r.summary_markdown(_built_only())
+    assert "rollout:" not in render.text_table(_built_only())
+    assert "Rollout" not in render.summary_markdown(_built_only())
 
 
 def _built_only(**over: Any) -> r.JobReport:
@@ -196,7 +198,7 @@ def _rows(markdown: str, heading: str) -> list[list[str]]:
 
 
 def test_summary_has_a_table_per_region() -> None:
-    md = r.summary_markdown(DEPLOY)
+    md = render.summary_markdown(DEPLOY)
     assert md.startswith("## ✅ go-arm-lambda deployed 3 function(s) in eu-west-1, us-east-1\n")
     eu = _rows(md, "### eu-west-1")
     assert eu[0] == ["Function", "ARN", "Version (alias)", "Arch", "Runtime", "Zip", "SHA-256", "Changed",
@@ -214,7 +216,7 @@ def test_summary_has_a_table_per_region() -> None:
 
 
 def test_summary_on_dry_run_shows_the_plan_with_escaped_cells() -> None:
-    md = r.summary_markdown(_dry_run())
+    md = render.summary_markdown(_dry_run())
     assert "dry run" in md.splitlines()[0] and "nothing was changed" in md.splitlines()[0]
     plan = _rows(md, "### Plan")
     assert plan[0] == ["Action", "Target", "Region", "Detail"]
@@ -225,7 +227,7 @@ def test_summary_on_dry_run_shows_the_plan_with_escaped_cells() -> None:
 
 
 def test_summary_on_failure_lists_errors_safely() -> None:
-    md = r.summary_markdown(_failure())
+    md = render.summary_markdown(_failure())
     assert md.startswith("## ❌ go-arm-lambda failed")
     errors = md.split("### Errors\n", 1)[1].splitlines()
     assert errors[0] == "- 1 function failed to deploy"
@@ -237,21 +239,21 @@ def test_summary_on_failure_lists_errors_safely() -> None:
 def test_function_error_repeated_in_errors_is_shown_once() -> None:
     rep = _failure()
     rep["errors"] = ["orders (us-east-1): ResourceConflictException: update in progress"]
-    md = r.summary_markdown(rep)
+    md = render.summary_markdown(rep)
     assert md.count("ResourceConflictException") == 1
-    assert r.text_table(rep).count("ResourceConflictException") == 1
+    assert render.text_table(rep).count("ResourceConflictException") == 1
 
 
 def test_bootstrap_mode_has_no_layer() -> None:
-    md = r.summary_markdown(_bootstrap())
+    md = render.summary_markdown(_bootstrap())
     assert "No layer: bootstrap mode" in md and "arn:aws:lambda:eu-west-1:123456789012:layer" not in md
-    outputs = r.action_outputs(_bootstrap(), "/github/workspace/.go-arm-lambda/report.json")
+    outputs = render.action_outputs(_bootstrap(), "/github/workspace/.go-arm-lambda/report.json")
     assert outputs["layer-arn"] == "" and outputs["layer-arns"] == "{}"
     assert outputs["changed"] == "true"  # the functions changed
 
 
 def test_action_outputs() -> None:
-    outputs = r.action_outputs(DEPLOY, ".go-arm-lambda/report.json")
+    outputs = render.action_outputs(DEPLOY, ".go-arm-lambda/report.json")
     assert outputs == {
         "layer-arn": LAYER_EU,
         "layer-arns": json.dumps({"eu-west-1": LAYER_EU, "us-east-1": LAYER_US}),
@@ -265,7 +267,7 @@ def test_action_outputs() -> None:
         "rolled-back": "false",
         "report": ".go-arm-lambda/report.json",
     }
-    dry = r.action_outputs(_dry_run(), "x.json")
+    dry = render.action_outputs(_dry_run(), "x.json")
     assert dry["function-versions"] == "{}"  # nothing was published
 
 
@@ -274,16 +276,16 @@ def test_changed_is_false_when_nothing_changed() -> None:
     rep["layer"]["published"] = {"eu-west-1": False, "us-east-1": False}
     for f in rep["functions"]:
         f.update(changed=False, changes=[], status="unchanged")
-    assert r.action_outputs(rep, "x")["changed"] == "false"
-    assert "already up to date" in r.summary_markdown(rep).splitlines()[0]
+    assert render.action_outputs(rep, "x")["changed"] == "false"
+    assert "already up to date" in render.summary_markdown(rep).splitlines()[0]
     rep["layer"]["published"]["us-east-1"] = True
-    assert r.action_outputs(rep, "x")["changed"] == "true"
+    assert render.action_outputs(rep, "x")["changed"] == "true"
 
 
 def test_comment_body_says_what_went_where() -> None:
-    body = r.comment_body(DEPLOY, "prod", COMMIT, RUN_URL)
+    body = render.comment_body(DEPLOY, "prod", COMMIT, RUN_URL)
     lines = body.splitlines()
-    assert lines[0] == "<!-- go-arm-lambda:comment-id=prod -->" == r.comment_marker("prod")
+    assert lines[0] == "<!-- go-arm-lambda:comment-id=prod -->" == render.comment_marker("prod")
     assert lines[1].startswith("### ✅ go-arm-lambda deployed 3 function(s)")
     assert f"commit {COMMIT}" in body and f"[workflow run]({RUN_URL})" in body
     assert f"- eu-west-1: `{LAYER_EU}` (published)" in body
@@ -295,10 +297,10 @@ def test_comment_body_says_what_went_where() -> None:
 
 
 def test_comment_on_dry_run_and_on_failure() -> None:
-    dry = r.comment_body(_dry_run(), "default", COMMIT, None)
+    dry = render.comment_body(_dry_run(), "default", COMMIT, None)
     assert "**Plan** (dry run, nothing was changed)" in dry and "| publish-layer |" in dry
     assert "workflow run" not in dry
-    failed = r.comment_body(_failure(), "default", COMMIT, RUN_URL)
+    failed = render.comment_body(_failure(), "default", COMMIT, RUN_URL)
     assert failed.splitlines()[1].startswith("### ❌ go-arm-lambda failed")
     assert "**What failed**\n- 1 function failed to deploy\n- `orders` (us-east-1): ResourceConflict" in failed
     assert _rows(failed, "**Functions**")[3][-1] == "failed"
@@ -308,51 +310,52 @@ def test_build_failure_before_any_deploy() -> None:
     # What the pipeline reports when the build stops it (and what the Action reports for bad inputs).
     rep = _conforms(pipeline.job_report(Config(), None, None,
                                         errors=["go build failed: cmd/orders/main.go:12:3: undefined: handler"]))
-    body = r.comment_body(rep, "default", COMMIT, RUN_URL)
+    body = render.comment_body(rep, "default", COMMIT, RUN_URL)
     assert body.splitlines()[1] == "### ❌ go-arm-lambda failed"
     assert "**Layer** `go-arm-lambda-bootstrap` (sha256 —)\n- not published in any region" in body
     assert "bootstrap mode" not in body
     assert "**What failed**\n- go build failed: cmd/orders/main.go:12:3: undefined: handler" in body
     assert "**Functions**" not in body
-    assert "### Errors" in r.summary_markdown(rep)
-    assert r.action_outputs(rep, "r.json")["changed"] == "false"
-    assert r.text_table(rep).endswith("errors:\n  - go build failed: cmd/orders/main.go:12:3: undefined: handler\n")
+    assert "### Errors" in render.summary_markdown(rep)
+    assert render.action_outputs(rep, "r.json")["changed"] == "false"
+    error = "go build failed: cmd/orders/main.go:12:3: undefined: handler"
+    assert render.text_table(rep).endswith(f"errors:\n  - {error}\n")
 
 
 def test_comment_commit_defaults_to_the_reports() -> None:
-    assert f"commit {COMMIT}" in r.comment_body(DEPLOY, "default")
+    assert f"commit {COMMIT}" in render.comment_body(DEPLOY, "default")
 
 
 def test_marker_cannot_be_broken_by_the_comment_id() -> None:
-    marker = r.comment_marker("evil --> <b>x</b>")
+    marker = render.comment_marker("evil --> <b>x</b>")
     assert marker.count("-->") == 1 and marker.endswith(" -->") and "<b>" not in marker
-    assert r.comment_marker("a") != r.comment_marker("a b") != r.comment_marker("a%20b")
+    assert render.comment_marker("a") != render.comment_marker("a b") != render.comment_marker("a%20b")
 
 
 def test_huge_report_comment_is_capped_with_a_note() -> None:
     rep = _job([_state(f"fn-{i:04d}", "eu-west-1", changes=[f"handler: old-{i} -> new-{i}" * 5])
                 for i in range(1500)], layer=LAYER, errors=["x" * 5000])
     # one enormous error is shortened, not allowed to fill the comment
-    body = r.comment_body(rep, "default", COMMIT, RUN_URL)
+    body = render.comment_body(rep, "default", COMMIT, RUN_URL)
     assert len(body) < 65_536
-    assert body.startswith(r.comment_marker("default") + "\n")
+    assert body.startswith(render.comment_marker("default") + "\n")
     assert body.rstrip().endswith("the job summary and the JSON report have everything._")
     assert "`fn-0000`" in body and "`fn-1499`" not in body
-    summary = r.summary_markdown(rep)
+    summary = render.summary_markdown(rep)
     assert "`fn-1499`" in summary  # the summary has its own, larger, cap (see actions.append_summary)
     assert max(len(line) for line in summary.splitlines()) < 1200
 
 
 def test_fit_measures_what_it_is_told() -> None:
     text = "ääää\nbbbb\ncccc\n"
-    assert r.fit(text, 100, "!") == text
-    assert r.fit(text, 11, "[cut]") == "ääää\n[cut]"
-    assert r.fit(text, 11, "[cut]", measure=lambda s: len(s.encode())) == "[cut]"
-    assert r.fit(text, 2, "[cut]") == ""
+    assert render.fit(text, 100, "!") == text
+    assert render.fit(text, 11, "[cut]") == "ääää\n[cut]"
+    assert render.fit(text, 11, "[cut]", measure=lambda s: len(s.encode())) == "[cut]"
+    assert render.fit(text, 2, "[cut]") == ""
 
 
 def test_text_table_for_the_terminal() -> None:
-    text = r.text_table(DEPLOY)
+    text = render.text_table(DEPLOY)
     lines = text.splitlines()
     assert lines[0] == "go-arm-lambda 0.1.0: layer mode, provided.al2023, commit 0123456789ab"
     assert lines[1] == f"layer go-arm-lambda-bootstrap in eu-west-1: {LAYER_EU} (published)"
@@ -361,13 +364,13 @@ def test_text_table_for_the_terminal() -> None:
     assert row.index("updated") == header.index("STATUS")  # columns line up
     assert row.index("4 (live)") == header.index("VERSION")
     assert row.endswith("runtime: go1.x -> provided.al2023; architecture: x86_64 -> arm64; code")
-    dry = r.text_table(_dry_run())
+    dry = render.text_table(_dry_run())
     assert "(dry run: nothing was changed)" in dry.splitlines()[0]
     assert "  update-code orders (eu-west-1): sha a|b" in dry
-    failed = r.text_table(_failure())
+    failed = render.text_table(_failure())
     assert ("errors:\n  - 1 function failed to deploy\n"
             "  - orders (us-east-1): ResourceConflictException: update in progress\nretry later") in failed
-    assert r.text_table(_bootstrap()).splitlines()[0].startswith("go-arm-lambda 0.1.0: bootstrap mode")
+    assert render.text_table(_bootstrap()).splitlines()[0].startswith("go-arm-lambda 0.1.0: bootstrap mode")
 
 
 # --- reports of real deploys against moto -------------------------------------------------------------------
@@ -393,11 +396,11 @@ def test_dry_run_of_a_new_layer_shows_no_arn(aws: FakeAws, tmp_path: Path) -> No
     zips = artifacts(tmp_path, ["orders"])
     rep = _pipeline_report(zips, preview(plan_for(aws.url, desired(zips))))
 
-    md, text = r.summary_markdown(rep), r.text_table(rep)
+    md, text = render.summary_markdown(rep), render.text_table(rep)
     assert f"- {REGION}: new version (dry run)" in md
     assert f"layer go-arm-lambda-bootstrap in {REGION}: new version (dry run)" in text.splitlines()
     assert "None" not in md and "None" not in text
-    outputs = r.action_outputs(rep, "r.json")
+    outputs = render.action_outputs(rep, "r.json")
     assert (outputs["layer-arn"], outputs["layer-arns"], outputs["changed"]) == ("", "{}", "true")
     # The planned runtime and architecture, not what the function has now.
     row = _rows(md, f"### {REGION}")[2]
@@ -410,16 +413,16 @@ def test_failed_layer_is_not_reported_as_published(aws: FakeAws, tmp_path: Path)
     zips = artifacts(tmp_path, ["orders"])
     rep = _pipeline_report(zips, deploy(aws.url, desired(zips)))
 
-    md = r.summary_markdown(rep)
+    md = render.summary_markdown(rep)
     assert md.startswith("## ❌ go-arm-lambda failed")
     assert f"- {REGION}: not published" in md and "(published)" not in md and "None" not in md
     # orders was never touched: it is still go1.x on x86_64, and the summary says so.
     row = _rows(md, f"### {REGION}")[2]
     assert (row[0], row[3], row[4], row[7]) == ("`orders`", "x86_64", "go1.x", "no")
     assert "InvalidParameterValueException: too long" in md.split("### Errors", 1)[1]
-    outputs = r.action_outputs(rep, "r.json")
+    outputs = render.action_outputs(rep, "r.json")
     assert (outputs["layer-arn"], outputs["layer-arns"], outputs["changed"]) == ("", "{}", "false")
-    assert f"layer go-arm-lambda-bootstrap in {REGION}: not published" in r.text_table(rep)
+    assert f"layer go-arm-lambda-bootstrap in {REGION}: not published" in render.text_table(rep)
     assert rep["layer"] is not None and rep["layer"]["sha256"] == zips[""].sha256
     assert [(f["status"], f["changed"]) for f in rep["functions"]] == [(Status.NOT_TOUCHED, False)]
     assert not pipeline.JobResult.of(rep).ok  # the exit code says what the headline says
@@ -430,11 +433,11 @@ def test_a_sharing_change_on_a_reused_layer_is_shown_and_counts_as_changed() -> 
                             "published": {"eu-west-1": False}, "changes": {"eu-west-1": ["permission removed: *"]}}
     unchanged = _state("orders", "eu-west-1", changes=[], status=Status.UNCHANGED)
     doc = _job([unchanged], layer=layer)
-    assert "(permission removed: *)" in r.summary_markdown(doc)
-    assert r.action_outputs(doc, "r.json")["changed"] == "true"
+    assert "(permission removed: *)" in render.summary_markdown(doc)
+    assert render.action_outputs(doc, "r.json")["changed"] == "true"
     doc = _job([unchanged], layer={**layer, "changes": {"eu-west-1": []}})
-    assert "(unchanged)" in r.summary_markdown(doc) and r.changed(doc) is False
-    assert "already up to date in eu-west-1" in r.summary_markdown(doc).splitlines()[0]
+    assert "(unchanged)" in render.summary_markdown(doc) and r.changed(doc) is False
+    assert "already up to date in eu-west-1" in render.summary_markdown(doc).splitlines()[0]
 
 
 # --- the types, the assembly and the rules ------------------------------------------------------------------
@@ -503,7 +506,7 @@ def test_a_function_left_untouched_fails_the_job_even_without_an_error_line() ->
     rep = _job([_state("orders", "eu-west-1"), _state("payments", "eu-west-1", status=Status.NOT_TOUCHED)],
                layer=LAYER)
     assert rep["errors"] == [] and r.failed(rep)
-    assert r.summary_markdown(rep).startswith("## ❌ go-arm-lambda failed in eu-west-1")
+    assert render.summary_markdown(rep).startswith("## ❌ go-arm-lambda failed in eu-west-1")
     assert not pipeline.JobResult.of(rep).ok
     assert pipeline.JobResult.of(DEPLOY).ok
     assert not pipeline.JobResult.of(DEPLOY, UsageError("x", "y")).ok
@@ -512,12 +515,12 @@ def test_a_function_left_untouched_fails_the_job_even_without_an_error_line() ->
 def test_a_build_only_run_says_what_it_did_and_that_it_did_not_deploy() -> None:
     rep = _built_only()
     headline = "go-arm-lambda built, verified, smoke-tested and packaged 2 function(s); not deployed"
-    assert r.summary_markdown(rep).splitlines()[0] == f"## ✅ {headline}"
-    assert r.comment_body(rep, "default").splitlines()[1] == f"### ✅ {headline}"
-    assert "up to date" not in r.summary_markdown(rep) + r.comment_body(rep, "default")
-    assert r.action_outputs(rep, "r.json")["changed"] == "false" and pipeline.JobResult.of(rep).ok
-    assert "built, verified and packaged 2" in r.summary_markdown(_built_only(smoke="skipped")).splitlines()[0]
-    assert "## ✅ go-arm-lambda built and packaged 2" in r.summary_markdown(_built_only(verify="skipped",
+    assert render.summary_markdown(rep).splitlines()[0] == f"## ✅ {headline}"
+    assert render.comment_body(rep, "default").splitlines()[1] == f"### ✅ {headline}"
+    assert "up to date" not in render.summary_markdown(rep) + render.comment_body(rep, "default")
+    assert render.action_outputs(rep, "r.json")["changed"] == "false" and pipeline.JobResult.of(rep).ok
+    assert "built, verified and packaged 2" in render.summary_markdown(_built_only(smoke="skipped")).splitlines()[0]
+    assert "## ✅ go-arm-lambda built and packaged 2" in render.summary_markdown(_built_only(verify="skipped",
                                                                                         smoke="skipped"))
 
 
@@ -529,7 +532,7 @@ def test_the_pipeline_reports_a_build_without_deploy(tmp_path: Path) -> None:
     assert rep["functions"][0]["code_sha256"] == zips["orders"].code_sha256  # what Lambda will report
     assert rep["layer"] == {"name": "go-arm-lambda-bootstrap", "arns": {}, "published": {}, "changes": {},
                             "sha256": zips[""].sha256}
-    assert r.summary_markdown(rep).startswith("## ✅ go-arm-lambda built and packaged 2 function(s); not deployed")
+    assert render.summary_markdown(rep).startswith("## ✅ go-arm-lambda built and packaged 2 function(s); not deployed")
     bootstrap = _conforms(pipeline.job_report(Config(mode="bootstrap"), _output(zips), None))
     assert bootstrap["layer"] is None
 
@@ -538,7 +541,7 @@ def test_timings_are_in_the_report_and_one_line_of_the_summary() -> None:
     timings: r.Timings = {"stages": {"build": 12.345, "verify": 0.021, "smoke": 1.5}, "total": 14.2}
     rep = _conforms(r.assemble(HEADER, [_build("orders")], None, None, None, timings=timings))
     assert rep["timings"] == timings
-    lines = r.summary_markdown(rep).splitlines()
+    lines = render.summary_markdown(rep).splitlines()
     assert lines[4] == "⏱️ build 12.3 s · verify 0.02 s · smoke 1.50 s · total 14.2 s"
     # A job stopped before any stage ran has nothing to break down.
-    assert "⏱️" not in r.summary_markdown(_conforms(r.assemble(HEADER, [], None, None, None)))
+    assert "⏱️" not in render.summary_markdown(_conforms(r.assemble(HEADER, [], None, None, None)))

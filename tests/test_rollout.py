@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from awsfakes import REGION, FakeAws, deploy, desired, plan_for
-from go_arm_lambda import cli, config, inputs, pipeline, report
+from go_arm_lambda import cli, config, inputs, pipeline, render, report
 from go_arm_lambda.errors import UsageError
 from go_arm_lambda.execute import DeployResult, preview
 from go_arm_lambda.rollout import describe_move
@@ -130,11 +130,11 @@ def test_a_failing_version_is_rolled_back_and_the_others_go_on(aws: FakeAws, tmp
 
     job = report.assemble(HEADER, [], None, None, result.to_report())
     assert report.failed(job) and report.rolled_back(job)
-    assert report.action_outputs(job, "r.json")["rolled-back"] == "true"
-    for view in (report.summary_markdown(job), report.comment_body(job, "default")):
+    assert render.action_outputs(job, "r.json")["rolled-back"] == "true"
+    for view in (render.summary_markdown(job), render.comment_body(job, "default")):
         assert "order 42 was rejected" in view and "START RequestId: " in view and "alias: stays on 1" in view
         assert "live: 1 -> 2" in view and "50% (0 s) -> 100% (1 s)" in view
-    text = report.text_table(job)
+    text = render.text_table(job)
     assert "rollout:" in text and "shop (eu-west-1) log tail:" in text and "    START RequestId: " in text
 
 

@@ -23,7 +23,7 @@ from actions_toolkit.file_command import prepare_key_value_message
 
 from go_arm_lambda import proc
 from go_arm_lambda.errors import ToolchainError
-from go_arm_lambda.report import fit
+from go_arm_lambda.render import fit
 
 # GitHub refuses a step's summary larger than this and then shows none of it.
 SUMMARY_LIMIT = 1024 * 1024

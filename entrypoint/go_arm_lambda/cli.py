@@ -255,12 +255,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def _deployed(args: argparse.Namespace, cfg: config.Config, result: pipeline.JobResult) -> int:
     """What deploy, promote and rollback show and exit with: the report, then its errors."""
-    from go_arm_lambda import report
+    from go_arm_lambda import render
 
     if cfg.json:
         _print_json(result.report)
     elif result.error is None:
-        print(report.text_table(result.report))
+        print(render.text_table(result.report))
     _show_step_errors(result, args.debug)
     # After the results are shown: a report path problem must not hide what the deploy did.
     report_error = _write_report(cfg.report, result.report) if cfg.report else None
@@ -280,7 +280,7 @@ def cmd_action(args: argparse.Namespace) -> int:
 
     Whatever fails, even reading the inputs, the report, outputs, summary and comment still say what happened.
     """
-    from go_arm_lambda import report
+    from go_arm_lambda import render
 
     env = os.environ
     workspace = Path(env.get("GITHUB_WORKSPACE") or ".")
@@ -308,8 +308,8 @@ def cmd_action(args: argparse.Namespace) -> int:
         result.report["errors"].append(str(report_error))
         result.ok = False
     report_output = "" if report_error else actions.relative_to_workspace(report_path)
-    actions.set_outputs(report.action_outputs(result.report, report_output))
-    actions.append_summary(report.summary_markdown(result.report))
+    actions.set_outputs(render.action_outputs(result.report, report_output))
+    actions.append_summary(render.summary_markdown(result.report))
     if cfg is not None:
         _comment(cfg, result.report)
     for path in (workspace / ".go-arm-lambda", report_path, *([cfg.out] if cfg else [])):
@@ -322,13 +322,13 @@ def cmd_action(args: argparse.Namespace) -> int:
         actions.annotate("error", line, title="deploy failed")
     if report_error is not None:
         present_error(report_error, debug=args.debug, summary=False)
-    print(report.text_table(result.report))
+    print(render.text_table(result.report))
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def _comment(cfg: config.Config, report_doc: dict[str, Any]) -> None:
     """The sticky PR comment. Never fails the job: the deploy's result stands, a warning says why not."""
-    from go_arm_lambda import ghclient, report
+    from go_arm_lambda import ghclient, render
     from go_arm_lambda.errors import GitHubError
 
     env = os.environ
@@ -347,7 +347,7 @@ def _comment(cfg: config.Config, report_doc: dict[str, Any]) -> None:
             return
         server, repo, run = env.get("GITHUB_SERVER_URL"), env["GITHUB_REPOSITORY"], env.get("GITHUB_RUN_ID")
         run_url = f"{server}/{repo}/actions/runs/{run}" if server and run else None
-        body = report.comment_body(report_doc, cfg.comment_id, report_doc.get("commit"), run_url)
+        body = render.comment_body(report_doc, cfg.comment_id, report_doc.get("commit"), run_url)
         result = ghclient.upsert_comment(cfg.github_token, env.get("GITHUB_API_URL"), repo, pr, cfg.comment_id,
                                          body, fork=ghclient.is_fork_pr(event_path, event_name))
     except GitHubError as err:

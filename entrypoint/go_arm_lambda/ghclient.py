@@ -21,7 +21,7 @@ from github.Issue import Issue
 from github.IssueComment import IssueComment
 
 from go_arm_lambda.errors import GitHubError
-from go_arm_lambda.report import comment_marker
+from go_arm_lambda.render import comment_marker
 
 # PyGithub logs every refused request at INFO to stderr by default; we turn a refusal into one clear warning.
 logging.getLogger("github").setLevel(logging.WARNING)
@@ -115,7 +115,7 @@ def upsert_comment(token: str, api_url: str | None, repo_full_name: str, pr_numb
                    body: str, *, fork: bool = False) -> CommentResult:
     """Create or update the sticky comment. Never makes a second copy.
 
-    `body` should come from report.comment_body (it starts with the marker; if not, the marker is added).
+    `body` should come from render.comment_body (it starts with the marker; if not, the marker is added).
     `fork=True` (from is_fork_pr) skips without any request. A 403 on writing gives a skipped result with a
     warning; any other failure raises GitHubError with what to do.
     """

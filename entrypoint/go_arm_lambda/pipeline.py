@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from go_arm_lambda import __version__, build, cache, package, proc, progress, report, smoke, verify
+from go_arm_lambda import __version__, build, cache, package, proc, progress, render, report, smoke, verify
 from go_arm_lambda.config import Config, load_event, say
 from go_arm_lambda.errors import SmokeError, UsageError, UserError, VerifyError, as_user_error
 
@@ -104,7 +104,7 @@ def build_and_package(cfg: Config, job: progress.Job | None = None,
             if cfg.layer_mode:
                 with progress.task("(layer)") as t:
                     output.layer = package.package_layer(cfg.out / "layer.zip")
-                    t.detail = report.size_text(output.layer.size)
+                    t.detail = render.size_text(output.layer.size)
 
             def pack(b: build.BuiltFunction) -> FunctionArtifacts:
                 # Their own directory: a function named "layer" must not overwrite layer.zip.
@@ -164,7 +164,7 @@ def _package(store: cache.Cache | None, b: build.BuiltFunction, dest: Path) -> t
     if store is None:
         with progress.task(b.spec.short_name) as t:
             artifact = package.package_function(b.binary, b.handler, dest)
-            t.detail = report.size_text(artifact.size)
+            t.detail = render.size_text(artifact.size)
         return artifact, False
 
     def key(digest: str) -> str:
@@ -175,7 +175,7 @@ def _package(store: cache.Cache | None, b: build.BuiltFunction, dest: Path) -> t
         if hit is None:
             return None
         store.place(hit, dest)
-        progress.item(b.spec.short_name, report.size_text(hit.size), cached=True)
+        progress.item(b.spec.short_name, render.size_text(hit.size), cached=True)
         return package.Artifact(dest, hit.sha256, hit.size, hit.unzipped_size)
 
     known = store.digests.known(b.binary)
@@ -190,7 +190,7 @@ def _package(store: cache.Cache | None, b: build.BuiltFunction, dest: Path) -> t
             return artifact, True
     with progress.task(b.spec.short_name) as t:
         artifact = package.package_function(b.binary, b.handler, dest, data=read[0] if read else None)
-        t.detail = report.size_text(artifact.size)
+        t.detail = render.size_text(artifact.size)
     if read is not None:
         store.put_zip(key(read[1]), artifact.path, artifact.sha256, artifact.size, artifact.unzipped_size)
     return artifact, False

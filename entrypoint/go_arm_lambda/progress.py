@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Literal, TextIO
 
 from go_arm_lambda import actions
-from go_arm_lambda.report import Timings, seconds_text
+from go_arm_lambda.render import seconds_text
+from go_arm_lambda.report import Timings
 
 # actions: a ::group:: per stage; terminal: plain lines plus a live status line; plain: lines only; quiet: none.
 Mode = Literal["actions", "terminal", "plain", "quiet"]
