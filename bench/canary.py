@@ -9,8 +9,6 @@ Run: .venv/bin/python bench/canary.py
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 import tempfile
 import time
@@ -19,9 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "entrypoint"), str(ROOT / "tests")]
 
-from moto.server import ThreadedMotoServer  # noqa: E402
 
-from awsfakes import FakeAws, FaultProxy, artifacts, deploy, desired, reset_moto  # noqa: E402
+from awsfakes import FakeAws, artifacts, deploy, desired, reset_moto, standalone  # noqa: E402
 from go_arm_lambda import inputs  # noqa: E402
 
 NAMES = [f"fn{i:02d}" for i in range(10)]
@@ -49,15 +46,8 @@ def timed(aws: FakeAws, tmp: Path, spec: str) -> tuple[float, list[float]]:
 
 
 def main() -> int:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    proxy = FaultProxy(f"http://{host}:{port}")
-    aws = FakeAws(f"http://{host}:{port}", proxy)
-    ok = True
-    try:
+    with standalone() as aws:
+        ok = True
         with tempfile.TemporaryDirectory() as tmp:
             baseline, _ = timed(aws, Path(tmp) / "all", "all-at-once")
             print(f"10 functions, all at once: {baseline:.2f} s")
@@ -70,9 +60,6 @@ def main() -> int:
                       f"window (goal < {GOAL}x): {'met' if ratio < GOAL else 'NOT met'}; the functions' first "
                       f"shifts {spread * 1000:.0f} ms apart")
                 ok &= ratio < GOAL and len(firsts) == len(NAMES)
-    finally:
-        proxy.close()
-        server.stop()
     print("(2 shared cores, other work running: wall times are noisy)")
     return 0 if ok else 1
 

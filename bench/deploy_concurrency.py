@@ -7,8 +7,6 @@ Run: .venv/bin/python bench/deploy_concurrency.py
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 import tempfile
 import time
@@ -17,9 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "entrypoint"), str(ROOT / "tests")]
 
-from moto.server import ThreadedMotoServer  # noqa: E402
 
-from awsfakes import FakeAws, FaultProxy, artifacts, deploy, desired, reset_moto  # noqa: E402
+from awsfakes import FakeAws, artifacts, deploy, desired, reset_moto, standalone  # noqa: E402
 
 NAMES = [f"fn{i:02d}" for i in range(10)]
 LATENCY = 0.05
@@ -43,15 +40,8 @@ def timed_deploy(aws: FakeAws, tmp: Path, concurrency: int) -> float:
 
 
 def main() -> int:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    proxy = FaultProxy(f"http://{host}:{port}")
-    aws = FakeAws(f"http://{host}:{port}", proxy)
-    ok = True
-    try:
+    with standalone() as aws:
+        ok = True
         with tempfile.TemporaryDirectory() as tmp:
             serial = timed_deploy(aws, Path(tmp) / "serial", concurrency=1)
             parallel = timed_deploy(aws, Path(tmp) / "parallel", concurrency=8)
@@ -64,24 +54,21 @@ def main() -> int:
             # moto ignores Architectures on update_function_code, so start from arm64 functions for the no-op.
             reset_moto(aws.moto_url)
             aws._role = None
-            proxy.latency = 0
+            aws.proxy.latency = 0
             for name in NAMES:
                 aws.create_function(name, runtime="provided.al2023", architecture="arm64")
             # With --publish too: an unchanged function must not get another copy of its newest version.
             want = desired(artifacts(Path(tmp) / "noop", NAMES), publish=True)
             deploy(aws.url, want)
-            proxy.clear()
+            aws.proxy.clear()
             start = time.perf_counter()
             result = deploy(aws.url, want)
             noop = time.perf_counter() - start
-            mutating = len(proxy.mutating())
+            mutating = len(aws.proxy.mutating())
             print(f"no-op redeploy of 10 functions with --publish: {mutating} mutating requests seen by the proxy "
-                  f"({result.mutating_calls} counted by the tool), {len(proxy.requests)} reads, {noop:.2f} s "
+                  f"({result.mutating_calls} counted by the tool), {len(aws.proxy.requests)} reads, {noop:.2f} s "
                   f"(goal 0): {'met' if mutating == 0 == result.mutating_calls else 'NOT met'}")
             ok &= mutating == 0 == result.mutating_calls
-    finally:
-        proxy.close()
-        server.stop()
     return 0 if ok else 1
 
 

@@ -10,8 +10,6 @@ Run: .venv/bin/python bench/deploy_scale.py [--scale N] [--functions N]
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 import tempfile
 import time
@@ -21,9 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "entrypoint"), str(ROOT / "tests")]
 
-from moto.server import ThreadedMotoServer  # noqa: E402
 
-from awsfakes import FakeAws, FaultProxy, artifacts, desired  # noqa: E402
+from awsfakes import artifacts, desired, standalone  # noqa: E402
 from go_arm_lambda.aws import LambdaView, LambdaWriter, Rates, make_session  # noqa: E402
 from go_arm_lambda.execute import execute  # noqa: E402
 from go_arm_lambda.plan import make_plan  # noqa: E402
@@ -40,32 +37,22 @@ def main() -> int:
     parser.add_argument("--functions", type=int, default=200, help="functions per region")
     parser.add_argument("--concurrency", type=int, default=8, help="functions at a time per region")
     args = parser.parse_args()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    proxy = FaultProxy(f"http://{host}:{port}")
-    aws = FakeAws(f"http://{host}:{port}", proxy)
-    names = [f"fn{i:03d}" for i in range(args.functions)]
-    try:
+    with standalone() as aws:
+        names = [f"fn{i:03d}" for i in range(args.functions)]
         aws.role()  # once, before the threads ask for it
         with ThreadPoolExecutor(8) as pool:  # go1.x on x86_64: every function has code and configuration to change
             list(pool.map(lambda job: aws.create_function(job[1], region=job[0]),
                           [(region, name) for region in REGIONS for name in names]))
         with tempfile.TemporaryDirectory() as tmp:
             want = desired(artifacts(Path(tmp), names), regions=REGIONS)
-            proxy.quota = quota = Quota(scale=args.scale)
-            proxy.latency = LATENCY
+            aws.proxy.quota = quota = Quota(scale=args.scale)
+            aws.proxy.latency = LATENCY
             rate = 15.0 * args.scale
             session = make_session(aws.url, rates=Rates(rate, 100.0 * args.scale))
             start = time.perf_counter()
             plan = make_plan(want, {r: LambdaView(session, r) for r in REGIONS}, concurrency=args.concurrency)
             result = execute(plan, {r: LambdaWriter(session, r) for r in REGIONS}, args.concurrency)
             took = time.perf_counter() - start
-    finally:
-        proxy.close()
-        server.stop()
     failed = [f for f in result.functions if f.status.failed]
     # The calls each region needed (those the quota let through), the most of any region, at the quota's rate.
     needed = max(sum(s.admitted and s.region == r and s.quota == CONTROL_PLANE for s in quota.seen) for r in REGIONS)

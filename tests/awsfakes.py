@@ -13,11 +13,13 @@ proxy). tests/ is on sys.path under pytest: conftest registers them (`pytest_plu
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import io
 import json
 import logging
+import os
 import re
 import socket
 import struct
@@ -399,6 +401,24 @@ class FakeAws:
         # us-east-1 is S3's default and refuses to be named as a location constraint.
         where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
         self.client("s3", region).create_bucket(Bucket=name, **where)
+
+
+@contextlib.contextmanager
+def standalone() -> Iterator[FakeAws]:
+    """moto behind a fresh proxy outside pytest, for the benchmarks; test credentials in the environment."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    proxy = FaultProxy(f"http://{host}:{port}")
+    try:
+        yield FakeAws(f"http://{host}:{port}", proxy)
+    finally:
+        proxy.close()
+        server.stop()
 
 
 @pytest.fixture(scope="session")
