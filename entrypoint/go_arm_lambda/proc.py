@@ -214,7 +214,10 @@ def _reaper(status_fd: int) -> int:
     _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)  # a runner killed outright still takes its function down
     if os.getppid() != parent:
         return 1
-    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    # Best effort: qemu-user (an arm64 image run under emulation) answers EINVAL. Without it, what the function
+    # forks is still ended while it hangs below the child; only what daemonizes away from it can escape.
+    with contextlib.suppress(OSError):
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     status = os.fdopen(status_fd, "w")
     try:
         child = subprocess.Popen(spec["argv"], cwd=spec["cwd"], env=spec["env"], stdin=subprocess.DEVNULL,
