@@ -36,7 +36,7 @@ import boto3
 from botocore.exceptions import ClientError
 from moto.backends import get_backend
 
-from awsfakes import REGION, Recorded, aws_error
+from awsfakes import ACCOUNT, REGION, Recorded, aws_error
 from go_arm_lambda import limits, package
 from go_arm_lambda.errors import UsageError
 from go_arm_lambda.smoke import SmokeResult, smoke
@@ -135,6 +135,8 @@ class LambdaInvoke:
         m = INVOKE_PATH.match(rec.path)
         if rec.method != "POST" or m is None:
             return None
+        if (denied := _denied(rec)) is not None:
+            return denied
         try:
             return self._invoke(rec, unquote(m["name"]))
         except ClientError as exc:  # moto's answer to a lookup: an unknown function, alias or version
@@ -142,6 +144,13 @@ class LambdaInvoke:
             return _error(exc.response["ResponseMetadata"]["HTTPStatusCode"], err["Code"], err["Message"])
         except Exception as exc:  # e.g. qemu missing: the failing test says why instead of seeing a dropped line
             return _error(500, "ServiceException", f"the test AWS could not run the function: {exc}")
+
+    def sign_as(self, access_key_id: str, secret_access_key: str) -> None:
+        """The identity of its own reads of moto. With moto's IAM enforcement on, Lambda reading the function it
+        runs must not hang on the caller's policy, so a test gives the emulator an IAM user of its own."""
+        with self._lock:
+            self._session = boto3.Session(aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key)
+            self._clients.clear()
 
     # -- resolving what to run ------------------------------------------------------------------------------
 
@@ -270,6 +279,24 @@ def _outcome(result: SmokeResult, config: dict[str, Any], request_id: str) -> tu
         error = (kind, f"RequestId: {request_id} Error: {result.error}")
     payload = json.dumps({"errorType": error[0], "errorMessage": error[1]}).encode()
     return "Unhandled", payload, "\n".join(lines) + "\n"
+
+
+def _denied(rec: Recorded) -> Answer | None:
+    """moto never sees an Invoke, so its IAM enforcement, when a test turned it on (awsfakes.set_moto_auth), is
+    asked here, for the action Lambda checks: lambda:InvokeFunction."""
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.core.exceptions import AccessDeniedError
+    from moto.iam.access_control import IAMRequest
+
+    if ActionAuthenticatorMixin.request_count < settings.INITIAL_NO_AUTH_ACTION_COUNT:
+        return None
+    try:
+        IAMRequest(account_id=ACCOUNT, method=rec.method, path=rec.path, data={}, body=rec.body,
+                   headers=rec.headers, action="InvokeFunction").check_action_permitted("*")
+    except AccessDeniedError as exc:
+        return _error(403, "AccessDeniedException", exc.message)
+    return None
 
 
 def _now() -> str:

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from awsfakes import FAST, REGION, FakeAws, artifacts, deploy, desired, plan_for, reset_moto, set_moto_auth
-from go_arm_lambda import config
+from go_arm_lambda import config, inputs, pipeline
 from go_arm_lambda.aws import LambdaView, make_session, upload_layer
 from go_arm_lambda.errors import AwsError, UserError
+from go_arm_lambda.steps import DeployRun
+from lambdainvoke import runnable_artifacts
 
 POLICY = Path(__file__).parent / "fixtures" / "iam-policy.json"
 # Lambda itself reads S3 code with the caller's rights on AWS; moto does not, so no test can show it is needed.
@@ -108,14 +110,15 @@ def _policy_actions() -> list[str]:
     return [a for s in json.loads(POLICY.read_text())["Statement"] for a in s["Action"]]
 
 
-def _deploys_with(aws: FakeAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def _deploys_with(aws: FakeAws, tmp_path: Path, bins: Path, monkeypatch: pytest.MonkeyPatch,
                   actions: list[str]) -> list[str]:
-    """Sets up AWS, then deploys twice as an IAM user allowed only `actions`. Returns the errors.
+    """Sets up AWS, then deploys twice as an IAM user allowed only `actions`, as run 58 and then run 59 of a
+    workflow, with the deployed-version check. Returns the errors.
 
     The two deploys between them make every call the tool can make: the first publishes and shares the layer,
-    checks the bucket, uploads through S3 and creates an alias; the second reuses the layer (reading its
-    policy), stops sharing it (no --layer-permission any more), looks for the newest published version and
-    moves aliases.
+    checks the bucket, uploads through S3, reads and writes the run tags, invokes the new version and creates an
+    alias; the second reuses the layer (reading its policy), stops sharing it (no --layer-permission any more),
+    looks for the newest published version and shifts the alias by canary while it watches an alarm.
     """
     # moto 5.2.5 signs a body-less Lambda GET over its own parsed headers (`data=self._body or self._data` in
     # moto/iam/access_control.py), so every signed GetFunction fails with SignatureDoesNotMatch. Only that
@@ -123,40 +126,78 @@ def _deploys_with(aws: FakeAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     from moto.iam.access_control import IAMRequestBase
 
     monkeypatch.setattr(IAMRequestBase, "check_signature", lambda self: None)
+    # moto names CloudWatch's actions by the service's signing name ("monitoring:DescribeAlarms"); IAM policies
+    # by its IAM prefix, "cloudwatch:". Only the name is corrected; moto still decides.
+    checked_as = IAMRequestBase.__init__
+
+    def aws_names(self: IAMRequestBase, *args: Any, **kwargs: Any) -> None:
+        checked_as(self, *args, **kwargs)
+        self._action = self._action.replace("monitoring:", "cloudwatch:", 1)
+    monkeypatch.setattr(IAMRequestBase, "__init__", aws_names)
     set_moto_auth(aws.moto_url, enforced=False)
     iam = aws.client("iam")
     iam.create_user(UserName="deployer")
     iam.put_user_policy(UserName="deployer", PolicyName="go-arm-lambda", PolicyDocument=json.dumps(
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
     key = iam.create_access_key(UserName="deployer")["AccessKey"]
+    # Lambda itself reads the function it runs for an Invoke, whatever the caller may do.
+    iam.create_user(UserName="lambda-service")
+    iam.put_user_policy(UserName="lambda-service", PolicyName="all", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "lambda:*", "Resource": "*"}]}))
+    service = iam.create_access_key(UserName="lambda-service")["AccessKey"]
+    aws.invoker.sign_as(service["AccessKeyId"], service["SecretAccessKey"])
     aws.create_bucket("deploy-bucket")
-    aws.create_function("orders")
+    aws.create_function("orders", runtime="provided.al2023", architecture="arm64", handler="orders")
+    aws.set_alarm("orders-errors", "OK")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-    options = {"publish": True, "alias": "live", "s3_bucket": "deploy-bucket"}
+    options = {"publish": True, "alias": "live", "s3_bucket": "deploy-bucket", "check_deployed": True}
+    deploys = [("v1", "answer", 58, {"layer_permissions": ["*"]}),
+               ("v2", "envdump", 59, {"traffic": inputs.traffic("canary:50:0.2s", "--traffic"),
+                                      "alarms": ("orders-errors",)})]
+    # Then the alias moves without a build: live promoted to prod (checked again), and live rolled back.
+    moves = [(command, config.load({"source": str(tmp_path), "functions": ["orders=./cmd/orders"],
+                                    "regions": [REGION], "endpoint_url": aws.url, **given}, env={}, command=command))
+             for command, given in (("promote", {"promote_from": "live", "to_alias": "prod", "check_deployed": True}),
+                                    ("rollback", {"alias": "live"}))]
     errors: list[str] = []
     set_moto_auth(aws.moto_url, enforced=True)
     try:
-        for version, shared_with in (("v1", ["*"]), ("v2", [])):
+        for version, binary, number, more in deploys:
+            zips = runnable_artifacts(tmp_path / version, bins, {"orders": binary})
+            run = DeployRun("shop/backend", "Deploy", number, f"{number:040d}", str(number))
             try:
-                errors += deploy(aws.url, desired(artifacts(tmp_path / version, ["orders"], version=version),
-                                                  layer_permissions=shared_with, **options)).all_errors()
+                errors += deploy(aws.url, desired(zips, run=run, **options, **more)).all_errors()
             except UserError as exc:
                 errors.append(str(exc))
             if errors:
-                break
+                return errors
+        for command, cfg in moves:
+            errors += pipeline.move_aliases(cfg, command).report["errors"]
+            if errors:
+                return errors
     finally:
         set_moto_auth(aws.moto_url, enforced=False)
     return errors
 
 
-def test_the_minimal_policy_is_enough(aws: FakeAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _deploys_with(aws, tmp_path, monkeypatch, _policy_actions()) == []
-    assert aws.client("lambda").get_alias(FunctionName="orders", Name="live")["FunctionVersion"] == "2"
+def test_the_minimal_policy_is_enough(aws: FakeAws, tmp_path: Path, fixture_bins: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _deploys_with(aws, tmp_path, fixture_bins, monkeypatch, _policy_actions()) == []
+    lam = aws.client("lambda")
+    assert [lam.get_alias(FunctionName="orders", Name=a)["FunctionVersion"] for a in ("live", "prod")] == ["1", "2"]
     assert aws.layer_statement_ids("go-arm-lambda-bootstrap", 1) == []  # shared by v1, no longer by v2
+    # Every call the policy is for was made: the checks' invokes, the canary's routing, the alarm, the tags.
+    assert [i.version for i in aws.invoker.invocations] == ["1", "2", "2"]
+    assert any(r.operation == "DescribeAlarms" for r in aws.proxy.requests)
+    weights = [(r.json().get("RoutingConfig") or {}).get("AdditionalVersionWeights")
+               for r in aws.proxy.matching("PUT", r"/aliases/live$")]
+    assert {"2": 0.5} in weights
+    tags = aws.client("lambda").list_tags(Resource=aws.function("orders")["FunctionArn"])["Tags"]
+    assert tags["go-arm-lambda:run-number"] == "59"
 
 
-def test_each_action_in_the_policy_is_needed(aws: FakeAws, moto_server: str, tmp_path: Path,
+def test_each_action_in_the_policy_is_needed(aws: FakeAws, moto_server: str, tmp_path: Path, fixture_bins: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     actions = _policy_actions()
     checked = [a for a in actions if a not in NEEDED_ONLY_ON_AWS]
@@ -164,11 +205,11 @@ def test_each_action_in_the_policy_is_needed(aws: FakeAws, moto_server: str, tmp
     for action in checked:
         reset_moto(moto_server)
         aws._role = None
-        errors = _deploys_with(aws, tmp_path / action.replace(":", "-"), monkeypatch,
+        errors = _deploys_with(aws, tmp_path / action.replace(":", "-"), fixture_bins, monkeypatch,
                                [a for a in actions if a != action])
         assert errors, f"{action} is in the policy but the deploy works without it"
         assert f"access denied: {action} on " in errors[0], errors
-        assert errors[0].endswith("grant it to the deploying role (see the minimal IAM policy in the README)")
+        assert "grant it to the deploying role (see the minimal IAM policy in the README)" in errors[0], errors
 
 
 def test_the_readme_shows_this_policy() -> None:

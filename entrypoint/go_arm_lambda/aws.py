@@ -394,8 +394,7 @@ def _client_error(exc: botocore.exceptions.ClientError, operation: str, what: st
     message = " ".join(str(error.get("Message", "")).split()) or code
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
     if code in _DENIED_CODES or (status == 403 and code not in _BAD_CREDENTIAL_CODES):
-        service = operation_service(operation)
-        return AwsDenied(f"access denied: {service}:{operation} on {what} in {region} ({message})",
+        return AwsDenied(f"access denied: {iam_action(operation)} on {what} in {region} ({message})",
                          IAM_POLICY_FIX)
     if code in _BAD_CREDENTIAL_CODES:
         return AwsError(f"AWS rejected the credentials ({code}: {message})", _CREDENTIALS_FIX)
@@ -433,6 +432,15 @@ def operation_service(operation: str) -> str:
     """The IAM service prefix of an operation we call (for 'access denied: lambda:UpdateFunctionCode')."""
     return {"PutObject": "s3", "GetBucketLocation": "s3", "GetCallerIdentity": "sts",
             "DescribeAlarms": "cloudwatch"}.get(operation, "lambda")
+
+
+# Operations whose IAM action has another name than the operation.
+_IAM_NAMES = {"Invoke": "InvokeFunction"}
+
+
+def iam_action(operation: str) -> str:
+    """The IAM action an operation needs, as a policy names it: 'lambda:UpdateFunctionCode'."""
+    return f"{operation_service(operation)}:{_IAM_NAMES.get(operation, operation)}"
 
 
 def _not_found(fn: Callable[[], T]) -> T | None:
