@@ -27,6 +27,7 @@ from elftools.elf.gnuversions import GNUVerNeedSection
 
 from go_arm_lambda import buildinfo
 from go_arm_lambda.buildinfo import GoBuildInfo
+from go_arm_lambda.errors import one_line
 
 LAMBDA_GO = "github.com/aws/aws-lambda-go"
 # Version names that are not GLIBC_x.y but still demand a glibc at least this new.
@@ -264,7 +265,7 @@ def _check_tables(elf: ELFFile, size: int) -> None:
             sections = list(elf.iter_sections())
         for sec in sections:
             if sec["sh_type"] != "SHT_NOBITS":
-                _within(size, sec["sh_offset"], sec["sh_size"], f"section {sec.name or '?'}", _Damaged)
+                _within(size, sec["sh_offset"], sec["sh_size"], f"section {one_line(sec.name) or '?'}", _Damaged)
 
 
 def glibc_key(name: str) -> tuple[int, ...]:

@@ -31,8 +31,8 @@ class UserError(Exception):
 
     def __init__(self, what: str, fix: str = "", *, locations: list[Location] | None = None,
                  details: str = "") -> None:
-        self.what = _one_line(what).rstrip(".")
-        self.fix = _one_line(fix)
+        self.what = one_line(what).rstrip(".")
+        self.fix = one_line(fix)
         self.locations = locations or []
         # Multi-line material shown after the one line (e.g. compiler output); never needed to understand it.
         self.details = details
@@ -42,7 +42,7 @@ class UserError(Exception):
         return f"{self.what}. {self.fix}" if self.fix else f"{self.what}."
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     """What a user gave (a path with a line break, a name with a terminal escape) is shown escaped, so that the
     message stays the one line it is meant to be, and an `::error` line cannot be split or forged."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from go_arm_lambda import limits
 from go_arm_lambda.binary import LAMBDA_GO, REBUILD, BinaryReport, GoBuildInfo, glibc_key, read_binary
 from go_arm_lambda.config import say
-from go_arm_lambda.errors import UsageError
+from go_arm_lambda.errors import UsageError, one_line
 
 Severity = Literal["error", "warning"]
 
@@ -70,15 +70,9 @@ def _describe_elf(r: BinaryReport) -> str:
     return " ".join([*parts, arch, "ELF"])
 
 
-def _one_line(text: str) -> str:
-    """Names and values read from the file (a GOOS, a library name) may hold line breaks or terminal escapes
-    in a damaged or forged binary: shown escaped, so every message stays one printable line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def _finding(check: str, severity: Severity, what: str, fix: str) -> Finding:
     """Every message is the problem, then what to do about it."""
-    return Finding(check, severity, _one_line(f"{what}; {fix}"))
+    return Finding(check, severity, one_line(f"{what}; {fix}"))
 
 
 def _check_elf(r: BinaryReport, policy: Policy) -> Iterator[Finding]:
@@ -193,7 +187,7 @@ def judge(report: BinaryReport, policy: Policy) -> list[Finding]:
     """The policy for one binary and one target runtime. Reader problems stand alone: nothing else about a
     file that cannot be read or parsed is worth saying."""
     if report.problems or not report.is_elf:
-        return [Finding("read", "error", _one_line(p)) for p in report.problems]
+        return [Finding("read", "error", one_line(p)) for p in report.problems]
     findings = list(_check_elf(report, policy))
     arch_ok = not any(f.check == "arch" for f in findings)
     findings += _check_go(report, policy, arch_ok)
@@ -284,7 +278,7 @@ def format_table(verdicts: Iterable[Verdict]) -> str:
                            for n, word in ((errors, "error"), (warnings, "warning")) if n)
         lines = [f"{v.report.name}  {'OK' if v.ok else 'FAILED'}" + (f" ({counts})" if counts else "")]
         for label, text in _rows(v):
-            lines.append(textwrap.fill(_one_line(text), width=108, initial_indent=f"  {label:<8} ",
+            lines.append(textwrap.fill(one_line(text), width=108, initial_indent=f"  {label:<8} ",
                                        subsequent_indent=" " * 11, break_on_hyphens=False,
                                        break_long_words=False))
         blocks.append("\n".join(lines))
