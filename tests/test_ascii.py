@@ -26,6 +26,8 @@ _UNICODE_CLASS = re.compile(r"\\[dDwWsSbB]", re.ASCII)
 UNICODE_ON_PURPOSE = {
     ("limits", r"\s"): "Lambda refuses a Handler with any whitespace, Unicode's included",
     ("steps", r"[^\w\s+\-=.:/@]"): "AWS tag values may hold letters of any script",
+    ("inputs", "re.compile(value)"): "the user's own --check-expect pattern, in Python's syntax as documented",
+    ("rollout", "re.search(step.expect, ...)"): "the user's own --check-expect pattern, as documented",
     ("limits", "alias.isdigit()"): "only after _NAME, an ASCII pattern, matched the alias",
 }
 

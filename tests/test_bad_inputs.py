@@ -200,8 +200,26 @@ CLI_ROWS: dict[str, Row] = {
     "bucket invalid": Row(D("--s3-bucket", "My_Bucket"), 2, "S3 bucket name 'My_Bucket' is not valid"),
     "bucket invalid for a region": Row(D("--s3-bucket", "b-{region}-" + "x" * 60), 2, "is not valid"),
     "endpoint not http": Row(D("--endpoint-url", "ftp://x"), 2, "endpoint URL 'ftp://x' is not an http(s) URL"),
-    # --- the request rate
+    # --- the deployed-version check, traffic shifting, promote and rollback, the request rate
+    "traffic without alias": Row(D("--traffic", "canary:10:5m"), 2, "shifting traffic needs an alias"),
+    "traffic spec": Row(D("--traffic", "canary:ten:5m"), 2, "--traffic='canary:ten:5m': 'ten' is not a percentage"),
+    "traffic Arabic percent": Row(D("--traffic", "canary:١٠:5m"), 2, "'١٠' is not a percentage"),
+    "traffic duration": Row(D("--traffic", "linear:10:soon"), 2, "'soon' is not a duration"),
+    "alarms without traffic": Row(D("--alarm", "errors"), 2, "alarms are watched while traffic shifts"),
+    "check option without check": Row(D("--check-expect", "ok"), 2, "--check-expect given, but the "
+                                      "deployed-version check is off"),
+    "check expect not a regex": Row(D("--check-deployed", "--check-expect", "("), 2,
+                                    "--check-expect='(' is not a valid regular expression"),
+    "check event not JSON": Row(D("--check-deployed", "--check-event", "[[["), 2, "--check-event is not valid JSON"),
+    "check event nested too deep": Row(D("--check-deployed", "--check-event", "@{tmp}/e.json"), 2,
+                                       "nests arrays or objects too deeply",
+                                       files={"e.json": "[" * 100_000 + "]" * 100_000}),
     "rate limit Arabic": Row(D("--rate-limit", "٥"), 2, "--rate-limit='٥' is not a positive number"),
+    "promote without aliases": Row(("promote", "--region", REGION, *HELLO), 2,
+                                   "promote needs the alias to promote from and the alias to promote to"),
+    "promote to itself": Row(("promote", "--region", REGION, *HELLO, "--from-alias", "live", "--to-alias", "live"),
+                             2, "promote from alias live to itself changes nothing"),
+    "rollback without alias": Row(("rollback", "--region", REGION, *HELLO), 2, "rollback needs the alias"),
     # --- verify and smoke take paths and their own flags
     "verify missing path": Row(("verify", "{tmp}/nope"), 2, "binary '{tmp}/nope' does not exist"),
     "verify a directory": Row(("verify", "{tmp}"), 2, "is a directory"),
@@ -288,6 +306,9 @@ ACTION_ROWS: dict[str, Row] = {
     "function ARN, another region": Row(
         A(functions="arn:aws:lambda:us-east-1:123456789012:function:hello=./cmd/hello"), 2,
         "deploy it with regions: us-east-1"),
+    "traffic without alias": Row(A(traffic="linear:20:1m"), 2, "give publish-version: true and alias: live"),
+    "check event names the input": Row(A(check_deployed="true", check_event="{"), 2,
+                                       "input check-event is not valid JSON"),
     "config file missing": Row(A(config="none.toml"), 2, "does not exist. point the config input at a TOML file"),
     "config file a directory": Row(A(config="{tmp}"), 2, "is a directory"),
     "config file /dev/zero": Row(A(config="/dev/zero"), 2, "is not a regular file"),
