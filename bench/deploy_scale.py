@@ -21,8 +21,9 @@ sys.path[:0] = [str(ROOT / "entrypoint"), str(ROOT / "tests")]
 
 
 from awsfakes import artifacts, desired, standalone  # noqa: E402
-from go_arm_lambda.aws import LambdaView, LambdaWriter, Rates, make_session  # noqa: E402
+from go_arm_lambda.aws import Rates, make_session  # noqa: E402
 from go_arm_lambda.execute import execute  # noqa: E402
+from go_arm_lambda.lambda_api import LambdaView, LambdaWriter  # noqa: E402
 from go_arm_lambda.plan import make_plan  # noqa: E402
 from quota import CONTROL_PLANE, Quota  # noqa: E402
 

@@ -35,9 +35,10 @@ from typing import Any
 import boto3
 import pytest
 
-from go_arm_lambda.aws import LambdaView, LambdaWriter, Timing, make_session
+from go_arm_lambda.aws import Timing, make_session
 from go_arm_lambda.config import Config, FunctionSpec
 from go_arm_lambda.execute import DeployResult, execute
+from go_arm_lambda.lambda_api import LambdaView, LambdaWriter
 from go_arm_lambda.plan import desired_state, make_plan
 from go_arm_lambda.steps import DeployConfig, DeployRun, DesiredState, Plan
 

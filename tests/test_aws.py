@@ -10,8 +10,9 @@ import pytest
 
 from awsfakes import FAST, REGION, FakeAws, artifacts, deploy, desired, plan_for, reset_moto, set_moto_auth
 from go_arm_lambda import config, inputs, pipeline
-from go_arm_lambda.aws import LambdaView, make_session, upload_layer
+from go_arm_lambda.aws import make_session
 from go_arm_lambda.errors import AwsError, UserError
+from go_arm_lambda.lambda_api import LambdaView, upload_layer
 from go_arm_lambda.steps import DeployRun
 from lambdainvoke import runnable_artifacts
 

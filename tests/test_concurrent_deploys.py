@@ -12,10 +12,11 @@ import pytest
 
 from awsfakes import FAST, REGION, FakeAws, artifacts, deploy, desired, plan_for
 from go_arm_lambda import pipeline
-from go_arm_lambda.aws import LambdaWriter, make_session
+from go_arm_lambda.aws import make_session
 from go_arm_lambda.build import BuiltFunction
 from go_arm_lambda.config import Config, FunctionSpec
 from go_arm_lambda.execute import DeployResult, execute, preview
+from go_arm_lambda.lambda_api import LambdaWriter
 from go_arm_lambda.steps import RUN_TAG_PREFIX, DeployRun, Plan
 
 CHANGED = "changed since the plan was read (AWS refused {}: PreconditionFailedException). run again: nothing was " \

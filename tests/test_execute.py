@@ -15,10 +15,11 @@ import pytest
 
 from awsfakes import REGION, FakeArtifact, FakeAws, artifacts, deploy, desired, execute_plan, plan_for
 from go_arm_lambda import pipeline
-from go_arm_lambda.aws import LambdaWriter, make_session
+from go_arm_lambda.aws import make_session
 from go_arm_lambda.config import Config
 from go_arm_lambda.errors import AwsError, InternalError
 from go_arm_lambda.execute import HANDLERS, execute, preview
+from go_arm_lambda.lambda_api import LambdaWriter
 from go_arm_lambda.steps import DeployRun, Step, layer_label
 
 HANDLERS_BY_NAME = {kind.__name__: handler for kind, handler in HANDLERS.items()}
@@ -700,7 +701,7 @@ def test_an_unexpected_error_fails_only_that_function(aws: FakeAws, tmp_path: Pa
     [failure] = result.exceptions
     assert isinstance(failure, TypeError)
     frames = [(Path(f.filename).name, f.name) for f in traceback.extract_tb(failure.__traceback__)]
-    assert ("execute.py", "_update_code") in frames and ("aws.py", "wait_updated") in frames
+    assert ("execute.py", "_update_code") in frames and ("lambda_api.py", "wait_updated") in frames
     assert frames[-1][0] == "parsers.py"  # botocore met the odd answer
 
 

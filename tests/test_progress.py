@@ -21,8 +21,9 @@ import pytest
 from awsfakes import FAST, FakeAws, artifacts, desired, plan_for
 from conftest import EXAMPLES, ROOT, require_tool
 from go_arm_lambda import progress
-from go_arm_lambda.aws import LambdaWriter, make_session
+from go_arm_lambda.aws import make_session
 from go_arm_lambda.execute import execute
+from go_arm_lambda.lambda_api import LambdaWriter
 
 ITEM = re.compile(r"^  (\[(\d+)/(\d+)\] )?(.+?)(: (.+))?$")
 ESCAPES = re.compile(r"[\r\x1b]")

@@ -13,14 +13,13 @@ from go_arm_lambda import config
 from go_arm_lambda.aws import (
     CONTROL_PLANE,
     GET_FUNCTION,
-    LambdaView,
-    LambdaWriter,
     RateLimiter,
     Rates,
     make_session,
     quota_of,
 )
 from go_arm_lambda.execute import execute
+from go_arm_lambda.lambda_api import LambdaView, LambdaWriter
 from go_arm_lambda.plan import make_plan
 from quota import Quota, lambda_quota
 from test_cli import deploy as cli_deploy

@@ -220,7 +220,7 @@ def cmd_layer_package(args: argparse.Namespace) -> int:
 
 
 def cmd_layer_upload(args: argparse.Namespace) -> int:
-    from go_arm_lambda import aws, limits, package
+    from go_arm_lambda import lambda_api, limits, package
 
     limits.check_bucket_name(args.bucket)
     limits.check_region(args.region)
@@ -228,7 +228,7 @@ def cmd_layer_upload(args: argparse.Namespace) -> int:
         raise UsageError(f"S3 key {args.key!r} is not valid", "give 1 to 1024 bytes, e.g. layers/bootstrap.zip")
     flags = _flags(args)
     artifact = package.package_layer(Path(".go-arm-lambda") / "layer.zip")
-    target = aws.upload_layer(args.bucket, args.key, artifact.path, args.region, flags.endpoint_url)
+    target = lambda_api.upload_layer(args.bucket, args.key, artifact.path, args.region, flags.endpoint_url)
     doc = {"bucket": target.bucket, "key": target.key, "sha256": artifact.sha256, "size": artifact.size}
     if flags.json:
         _print_json(doc)

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from go_arm_lambda import progress, rollout
-from go_arm_lambda.aws import AwsChanged, LambdaWriter
+from go_arm_lambda.aws import AwsChanged
 from go_arm_lambda.errors import InternalError, RolledBack, UserError
+from go_arm_lambda.lambda_api import LambdaWriter
 from go_arm_lambda.report import CheckReport, DeployReport, FunctionDeploy, Status, TrafficStep
 from go_arm_lambda.steps import (
     AddLayerPermission,

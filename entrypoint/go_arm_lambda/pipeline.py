@@ -335,7 +335,7 @@ def run_job(cfg: Config, job: progress.Job | None = None, *, deploy: bool) -> Jo
 def deploy_built(cfg: Config, output: BuildOutput, job: progress.Job | None = None) -> JobResult:
     """Plan against AWS, then execute (or only preview on --dry-run). Returns the job report and success."""
     # Imported here so that build, verify and package never load boto3, not even through this module.
-    from go_arm_lambda import aws, plan
+    from go_arm_lambda import aws, lambda_api, plan
     from go_arm_lambda.steps import DeployConfig, DeployRun
 
     job = job or progress.Job()
@@ -346,7 +346,7 @@ def deploy_built(cfg: Config, output: BuildOutput, job: progress.Job | None = No
                                  tool_version=__version__, commit=git_commit(cfg.source),
                                  run=DeployRun.from_env(os.environ))
     with stage("plan"):
-        the_plan = plan.make_plan(desired, {r: aws.LambdaView(session, r) for r in desired.regions},
+        the_plan = plan.make_plan(desired, {r: lambda_api.LambdaView(session, r) for r in desired.regions},
                                   concurrency=cfg.concurrency)
         planned = Counter(s.action for s in the_plan.steps())
         progress.note(f"{sum(planned.values())} steps in {len(desired.regions)} region(s): "
@@ -356,13 +356,13 @@ def deploy_built(cfg: Config, output: BuildOutput, job: progress.Job | None = No
 
 def _execute(cfg: Config, the_plan: Plan, session: Aws, output: BuildOutput | None, job: progress.Job) -> JobResult:
     """Runs a plan (steps.Plan) with a writer per region, or previews it on --dry-run; the job's result."""
-    from go_arm_lambda import aws, execute
+    from go_arm_lambda import execute, lambda_api
 
     if cfg.dry_run:
         result = execute.preview(the_plan)
     else:
         with job.stage("deploy", total=len(the_plan.steps())):
-            result = execute.execute(the_plan, {r.region: aws.LambdaWriter(session, r.region)
+            result = execute.execute(the_plan, {r.region: lambda_api.LambdaWriter(session, r.region)
                                                 for r in the_plan.regions}, cfg.concurrency)
     return JobResult.of(job_report(cfg, output, result.to_report(), job=job, layer=output is not None),
                         step_errors=result.exceptions)
@@ -372,7 +372,7 @@ def move_aliases(cfg: Config, command: str, job: progress.Job | None = None) -> 
     """`promote` (an alias to the version another alias has, with the deploy's check and traffic options) or
     `rollback` (an alias back where go-arm-lambda moved it from): no build, the same executor and report.
     Never raises, as run_job."""
-    from go_arm_lambda import aws, rollout
+    from go_arm_lambda import aws, lambda_api, rollout
     from go_arm_lambda.steps import DeployConfig
 
     job = job or progress.Job()
@@ -381,7 +381,7 @@ def move_aliases(cfg: Config, command: str, job: progress.Job | None = None) -> 
             raise UsageError(f"{command} needs the functions and the regions",
                              f"give {say('functions', 'shop=./cmd/shop')} and {say('regions', 'eu-west-1')}")
         session = aws.make_session(cfg.endpoint_url, rates=aws.Rates(control_plane=cfg.rate_limit))
-        views = {r: aws.LambdaView(session, r) for r in cfg.regions}
+        views = {r: lambda_api.LambdaView(session, r) for r in cfg.regions}
         with job.stage("plan"):
             if command == "promote":
                 assert cfg.promote_from is not None, "config.load requires it for promote"

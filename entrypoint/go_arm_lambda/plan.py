@@ -16,9 +16,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from go_arm_lambda import limits, package, rollout
-from go_arm_lambda.aws import LambdaView
 from go_arm_lambda.config import FunctionSpec, load_event, say
 from go_arm_lambda.errors import UsageError, UserError
+from go_arm_lambda.lambda_api import LambdaView
 from go_arm_lambda.steps import (
     STATEMENT_PREFIX,
     AddLayerPermission,

@@ -22,9 +22,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from go_arm_lambda.aws import AwsTimeout, LambdaView, LambdaWriter
+from go_arm_lambda.aws import AwsTimeout
 from go_arm_lambda.config import FunctionSpec
 from go_arm_lambda.errors import CheckFailed, RolledBack, UsageError, UserError
+from go_arm_lambda.lambda_api import LambdaView, LambdaWriter
 from go_arm_lambda.report import CheckReport, TrafficStep
 from go_arm_lambda.steps import (
     AliasState,
