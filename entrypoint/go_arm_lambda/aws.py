@@ -233,7 +233,7 @@ class Aws:
             retries={"total_max_attempts": 1}, max_pool_connections=max_pool_connections,
             connect_timeout=10, read_timeout=120)
         self.rates = rates or Rates()
-        self._clients: dict[tuple[str, str], Any] = {}
+        self._clients: dict[tuple[str, str, float | None], Any] = {}
         self._limiters: dict[tuple[str, str], RateLimiter] = {}
         self._lock = threading.Lock()
 
@@ -337,7 +337,7 @@ class _Retryable(Exception):
                  sent: bool = False) -> None:
         super().__init__(str(final))
         self.final = final
-        self.sent = sent  # the request may have reached AWS, and no answer came back
+        self.sent = sent  # the request may have reached AWS (and run there): not to be sent again if not idempotent
         self.throttled = throttled  # AWS said "slow down", as opposed to a fault or a busy function
         self.retry_after = retry_after  # seconds AWS asked us to wait, when it said
 
@@ -372,8 +372,9 @@ def _translated(operation: str, what: str, region: str, endpoint_url: str | None
         # A garbled answer (a proxy's HTML error page, a truncated body) is usually gone on the next try.
         # botocore's own handler for GetBucketLocation lets ElementTree's error out unwrapped.
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # An answer came back, so the request arrived: an Invoke has run and is not sent again (`sent`).
         raise _Retryable(AwsError(f"{operation} for {what} in {region}: AWS's answer could not be read ({first})",
-                                  "run the deploy again; check any proxy between here and AWS")) from None
+                                  "run the deploy again; check any proxy between here and AWS"), sent=True) from None
     except botocore.exceptions.ClientError as exc:
         raise _client_error(exc, operation, what, region) from None
     except botocore.exceptions.BotoCoreError as exc:
@@ -404,7 +405,9 @@ def _client_error(exc: botocore.exceptions.ClientError, operation: str, what: st
     failed = AwsError(summary, _AGAIN_FIX)
     if code in _RETRY_CODES or code in _CONFLICT_CODES or status == 429 or status >= 500:
         throttled = status == 429 or code in _THROTTLE_CODES
-        return _Retryable(failed, throttled=throttled, retry_after=_retry_after(exc.response) if throttled else None)
+        # A 5xx may come after the function ran: an Invoke is then not sent again (`sent`); a throttle was refused.
+        return _Retryable(failed, throttled=throttled, retry_after=_retry_after(exc.response) if throttled else None,
+                          sent=status >= 500)
     return failed
 
 

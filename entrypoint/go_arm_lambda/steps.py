@@ -2,7 +2,7 @@
 
 The planner (plan.py) turns a `DesiredState` and the AWS state it reads (`FunctionState`, `LayerState`, ...)
 into a `Plan` of `Step`s; the executor (execute.py) runs each step with exactly one handler for its type, or on
-a dry run previews it through the same handler. aws.py returns the state types. A new kind of step is one
+a dry run previews it through the same handler. lambda_api.py returns the state types. A new kind of step is one
 dataclass here and one handler in execute.py; a new deploy input is one field of `DeployConfig`.
 """
 
