@@ -89,7 +89,8 @@ class _Reading:
     sha256: str
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -254,7 +255,7 @@ class Digests:
                     self.remember(Path(key), st, seen_ns, reading.sha256)
         with self._lock:
             files = {p: [*r.stamp.__dict__.values(), r.seen_ns, r.sha256] for p, r in sorted(self._used.items())}
-        _atomic_write(self._path, json.dumps({"format": FORMAT, "files": files}).encode())
+        atomic_write(self._path, json.dumps({"format": FORMAT, "files": files}).encode())
 
 
 def _wait_out(stamp: Stamp) -> None:
@@ -350,7 +351,7 @@ class Cache:
     def put(self, kind: str, k: str, value: Any) -> None:
         doc = {"format": FORMAT, "kind": kind, "key": k, "value": value, "checksum": _checksum(value)}
         with self._storing():
-            _atomic_write(self._record_path(kind, k), json.dumps(doc).encode())
+            atomic_write(self._record_path(kind, k), json.dumps(doc).encode())
 
     def drop(self, kind: str, k: str) -> None:
         self._discard(self._record_path(kind, k))
@@ -413,7 +414,7 @@ class Cache:
                 due = True
             if due:
                 self.prune(time.time() - MAX_AGE_S)
-                _atomic_write(marker, b"")
+                atomic_write(marker, b"")
 
     def prune(self, unused_since: float) -> int:
         """Remove entries whose record was last used before `unused_since` (epoch seconds), and zips whose
@@ -453,7 +454,7 @@ class Cache:
             path.unlink()
 
 
-def _head(path: str) -> bytes:
+def _head(path: Path) -> bytes:
     """A binary's first bytes: ELF and program headers, and Go's build ID note just after them."""
     with open(path, "rb") as f:
         return f.read(HEAD_BYTES)

@@ -10,7 +10,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -325,9 +324,7 @@ def run_job(cfg: Config, job: progress.Job | None = None, *, deploy: bool) -> Jo
         if not deploy:
             return JobResult.of(job_report(cfg, output, None, job=job))
         return deploy_built(cfg, output, job)
-    except UserError as err:
-        return JobResult.of(job_report(cfg, output, None, errors=[str(err)], job=job), err)
-    except Exception as exc:  # a bug, or the OS refusing: still report and comment; the cause keeps the traceback
+    except Exception as exc:  # ours, a bug, or the OS refusing: still report and comment; the cause keeps the traceback
         err = as_user_error(exc)
         return JobResult.of(job_report(cfg, output, None, errors=[str(err)], job=job), err)
 
@@ -400,14 +397,4 @@ def move_aliases(cfg: Config, command: str, job: progress.Job | None = None) -> 
 
 def write_report(path: Path, job: report.JobReport) -> None:
     """Atomically: a reader (the next step, actions/upload-artifact) never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(job, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    cache.atomic_write(path, (json.dumps(job, indent=2) + "\n").encode())
