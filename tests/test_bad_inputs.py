@@ -205,6 +205,8 @@ CLI_ROWS: dict[str, Row] = {
     "traffic spec": Row(D("--traffic", "canary:ten:5m"), 2, "--traffic='canary:ten:5m': 'ten' is not a percentage"),
     "traffic Arabic percent": Row(D("--traffic", "canary:١٠:5m"), 2, "'١٠' is not a percentage"),
     "traffic duration": Row(D("--traffic", "linear:10:soon"), 2, "'soon' is not a duration"),
+    "traffic tiny linear step": Row(D("--traffic", "linear:0.00001:1s"), 2, "moves at least 1% a step"),
+    "traffic endless hold": Row(D("--traffic", "canary:10:" + "9" * 400 + "h"), 2, "is longer than a day"),
     "alarms without traffic": Row(D("--alarm", "errors"), 2, "alarms are watched while traffic shifts"),
     "check option without check": Row(D("--check-expect", "ok"), 2, "--check-expect given, but the "
                                       "deployed-version check is off"),
@@ -247,6 +249,8 @@ CLI_ROWS: dict[str, Row] = {
                                  "S3 bucket name 'B_b' is not valid"),
     "upload region invalid": Row(("layer", "upload", "--bucket", "bucket", "--key", "k", "--region", "us-east-١"),
                                  2, "is not an AWS region name"),
+    "upload endpoint not http": Row(("layer", "upload", "--bucket", "bucket", "--key", "k", "--region", REGION,
+                                     "--endpoint-url", "notaurl"), 2, "endpoint URL 'notaurl' is not an http(s) URL"),
     "upload key empty": Row(("layer", "upload", "--bucket", "bucket", "--key", "", "--region", REGION), 2,
                             "S3 key '' is not valid"),
     # --- the planner: what only AWS can say (the build runs; nothing is written)

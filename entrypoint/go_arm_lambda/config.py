@@ -21,7 +21,6 @@ import re
 import shutil
 import stat
 import tomllib
-import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,7 +190,7 @@ class Config:
         metavar="BUCKET")
     s3_prefix: str = setting("go-arm-lambda/", inputs.text, "Key prefix for uploads to the S3 bucket.",
                              commands=DEPLOY, metavar="PREFIX")
-    endpoint_url: str | None = setting(None, inputs.optional_text, "AWS endpoint URL override (LocalStack, moto); "
+    endpoint_url: str | None = setting(None, inputs.endpoint, "AWS endpoint URL override (LocalStack, moto); "
                                        "leave empty for AWS.", commands=(*DEPLOY, *MOVES, "layer upload"),
                                        metavar="URL")
     rate_limit: float = setting(
@@ -352,8 +351,9 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
     if values.get("to_alias") is not None:  # promote's name for the alias a deploy moves
         values["alias"] = values["to_alias"]
     cfg = Config(**(values | {"config_file": config_file}))
-    _check_together(cfg, command or ("promote" if cfg.promote_from else "deploy"), origin)
-    return cfg
+    command = command or ("promote" if cfg.promote_from else "deploy")
+    _check_together(cfg, command, origin)
+    return dataclasses.replace(cfg, **_events_read(cfg, command, origin))
 
 
 def _holds_config_file(source: Path) -> bool:
@@ -382,11 +382,6 @@ def _check_together(cfg: Config, command: str, origin: Mapping[str, str]) -> Non
     limits.check_rollout_inputs(command=command, alias=cfg.alias, promote_from=cfg.promote_from,
                                 publish=cfg.publish or command in inputs.MOVES, gradual=cfg.traffic.gradual,
                                 alarms=cfg.alarms, check_deployed=cfg.check_deployed, check_options=given, say=say)
-    if cfg.endpoint_url is not None:
-        url = urllib.parse.urlparse(cfg.endpoint_url)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            raise UsageError(f"endpoint URL {cfg.endpoint_url!r} is not an http(s) URL",
-                             "give one such as http://localhost:4566, or leave it out for AWS")
     if cfg.go != Config.go and shutil.which(cfg.go) is None:
         why = ("does not exist" if not os.path.lexists(cfg.go) else "is not an executable file") if os.sep in cfg.go \
             else "is not on PATH"
@@ -397,11 +392,21 @@ def _check_together(cfg: Config, command: str, origin: Mapping[str, str]) -> Non
     if cfg.report is not None:
         check_output(cfg.report, f"report file {cfg.report}", directory=False,
                      fix=f"point {say('report')} at a file in a writable directory")
-    if cfg.smoke:
-        load_event(cfg.smoke_event, origin.get("smoke_event"))
+
+
+def _events_read(cfg: Config, command: str, origin: Mapping[str, str]) -> dict[str, str]:
+    """The events this run sends, read and checked once, here: an @FILE is replaced by the JSON it held, so the
+    smoke runner and the deployed-version check send exactly the bytes that were checked, without reading the
+    file again (a text that is not UTF-8 stays as given: its bytes would not survive the round trip)."""
+    keys = ["smoke_event"] if cfg.smoke else []
     if cfg.check_deployed and command in inputs.ROLLOUT:
-        key = "check_event" if cfg.check_event is not None else "smoke_event"
-        load_event(cfg.deployed_check_event, origin.get(key) or say(key))
+        keys.append("check_event" if cfg.check_event is not None else "smoke_event")
+    read = {}
+    for key in dict.fromkeys(keys):
+        data = load_event(getattr(cfg, key), origin.get(key) or say(key))
+        with contextlib.suppress(UnicodeDecodeError):
+            read[key] = data.decode("utf-8")
+    return read
 
 
 # --- the smoke event: read with the other inputs, so that a bad one stops the job before the build ----------

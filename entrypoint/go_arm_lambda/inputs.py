@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -290,6 +291,23 @@ class Traffic:
 ALL_AT_ONCE = Traffic("all-at-once")
 
 
+def endpoint(raw: Any, where: str) -> str | None:
+    """An http(s) URL, or nothing (AWS itself). A converter, so every command that takes it checks it."""
+    value = optional_text(raw, where)
+    if value is not None:
+        url = urllib.parse.urlparse(value)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise UsageError(f"endpoint URL {value!r} is not an http(s) URL",
+                             "give one such as http://localhost:4566, or leave it out for AWS")
+    return value
+
+
+# A linear shift moves at least 1% a step (at most 100 alias updates per function), and a step holds at most a
+# day: beyond either the deploy would, in effect, never finish.
+_MIN_LINEAR_PERCENT = 1.0
+_MAX_HOLD_S = 24 * 3600.0
+
+
 def traffic(raw: Any, where: str) -> Traffic:
     """`all-at-once`, `canary:PERCENT:DURATION` or `linear:PERCENT:DURATION` (durations such as 30s, 5m, 1h)."""
     value = scalar(raw, where)
@@ -306,10 +324,14 @@ def traffic(raw: Any, where: str) -> Traffic:
     # Lambda takes a weight strictly between 0 and 1 for the additional version.
     if not 0 < percent < 100:
         raise UsageError(f"{where}={value!r}: the percentage must be above 0 and below 100", fix)
+    if kind == "linear" and percent < _MIN_LINEAR_PERCENT:
+        raise UsageError(f"{where}={value!r}: a linear shift moves at least {_MIN_LINEAR_PERCENT:g}% a step", fix)
     m = _DURATION.match(duration_text)
     seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)] if m else 0.0
     if not seconds > 0:
         raise UsageError(f"{where}={value!r}: {duration_text!r} is not a duration", fix)
+    if seconds > _MAX_HOLD_S:
+        raise UsageError(f"{where}={value!r}: {duration_text!r} is longer than a day", fix)
     return Traffic(kind, percent, seconds, value)
 
 
