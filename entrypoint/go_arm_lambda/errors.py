@@ -132,3 +132,13 @@ def as_user_error(exc: Exception) -> UserError:
     if isinstance(exc, OSError):
         return os_error(exc)
     return internal_error(exc)
+
+
+def raise_problems(problems: list[UserError], cannot: str) -> None:
+    """Planning gathers every function's problem before refusing, so one run shows them all: one is raised as it
+    is, several as one UsageError listing them ("3 functions cannot be deployed: ...")."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise UsageError(f"{len(problems)} functions cannot be {cannot}: {'; '.join(p.what for p in problems)}",
+                         "fix each problem listed; nothing was changed", details="\n".join(str(p) for p in problems))

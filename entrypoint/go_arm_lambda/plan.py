@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from go_arm_lambda import limits, package, rollout
 from go_arm_lambda.config import FunctionSpec, load_event, say
-from go_arm_lambda.errors import UsageError, UserError
+from go_arm_lambda.errors import UsageError, UserError, raise_problems
 from go_arm_lambda.lambda_api import LambdaView
 from go_arm_lambda.steps import (
     STATEMENT_PREFIX,
@@ -126,13 +126,7 @@ def make_plan(desired: DesiredState, views: Mapping[str, LambdaView], *, concurr
             except UserError as exc:
                 problems.append(exc)
         regions.append(RegionPlan(region, tuple(layer_steps), tuple(functions)))
-    if len(problems) == 1:
-        raise problems[0]
-    if problems:
-        listed = "; ".join(p.what for p in problems)
-        raise UsageError(f"{len(problems)} functions cannot be deployed: {listed}",
-                         "fix each problem listed; nothing was changed",
-                         details="\n".join(str(p) for p in problems))
+    raise_problems(problems, "deployed")
     return Plan(tuple(regions), desired.layer.name if desired.layer else None, desired.config.alias)
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from go_arm_lambda.aws import AwsTimeout
 from go_arm_lambda.config import FunctionSpec
-from go_arm_lambda.errors import CheckFailed, RolledBack, UsageError, UserError
+from go_arm_lambda.errors import CheckFailed, RolledBack, UsageError, UserError, raise_problems
 from go_arm_lambda.lambda_api import LambdaView, LambdaWriter
 from go_arm_lambda.report import CheckReport, TrafficStep
 from go_arm_lambda.steps import (
@@ -199,12 +199,7 @@ def _plan_each(functions: Sequence[FunctionSpec], views: Mapping[str, LambdaView
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         planned = list(pool.map(one, pairs))
-    if len(problems) == 1:
-        raise problems[0]
-    if problems:
-        raise UsageError(f"{len(problems)} functions cannot be {verb}: {'; '.join(p.what for p in problems)}",
-                         "fix each problem listed; nothing was changed",
-                         details="\n".join(str(p) for p in problems))
+    raise_problems(problems, verb)
     return Plan(tuple(RegionPlan(region, (), tuple(fp for fp in planned if fp and fp.region == region))
                       for region in views), None, alias)
 
