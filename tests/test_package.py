@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 import shutil
 import struct
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
+import deflate
 import pytest
 
-from conftest import ROOT, require_tool
+from conftest import FUNCTIONS_MODULE, ROOT, GoBuilder, require_tool
 from foreignzip import foreign_zip
 from go_arm_lambda.errors import PackageError, UsageError
 from go_arm_lambda.limits import MAX_UNZIPPED, MAX_ZIP_IN_REQUEST
 from go_arm_lambda.package import (
+    EXEC_ATTR,
+    UNIX,
+    ZIP_TIME,
     Artifact,
     bootstrap_script,
     check_limits,
@@ -169,6 +175,171 @@ def test_info_zip_unzip_keeps_the_exec_bit(fixture_bins: Path, tmp_path: Path) -
         assert sorted(p.name for p in dest.iterdir()) == ["answer", "bootstrap"]
         for name in ("answer", "bootstrap"):
             assert (dest / name).stat().st_mode & 0o777 == 0o755, (label, name)
+
+
+def skeleton(zip_bytes: bytes) -> list[bytes]:
+    """Every header of a zip, byte for byte, with what follows from the compressed bytes (their size and the
+    offsets after them) zeroed: the end record, then each central directory header and its local header."""
+    end = bytearray(zip_bytes[-22:])
+    count, directory = struct.unpack_from("<H4xL", end, 10)
+    end[16:20] = bytes(4)
+    parts = [bytes(end)]
+    for _ in range(count):
+        name, extra, comment = struct.unpack_from("<3H", zip_bytes, directory + 28)
+        central = bytearray(zip_bytes[directory:directory + 46 + name + extra + comment])
+        (local_at,) = struct.unpack_from("<L", central, 42)
+        central[20:24] = central[42:46] = bytes(4)
+        local_name, local_extra = struct.unpack_from("<2H", zip_bytes, local_at + 26)
+        local = bytearray(zip_bytes[local_at:local_at + 30 + local_name + local_extra])
+        local[18:22] = bytes(4)
+        parts += [bytes(central), bytes(local)]
+        directory += len(central)
+    return parts
+
+
+def zipfile_zip(files: dict[str, bytes]) -> bytes:
+    """The zip the standard library writes of the same files with zlib, as write_zip did before libdeflate."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+            info.create_system, info.external_attr = UNIX, EXEC_ATTR
+            zf.writestr(info, files[name], compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
+    return out.getvalue()
+
+
+def test_zip_is_libdeflates_bytes_in_zipfiles_headers(fixture_bins: Path, tmp_path: Path) -> None:
+    """Field for field the headers zipfile writes (flags, versions, times, modes; the UTF-8 flag on a name
+    that is not ASCII), around libdeflate's level-1 bytes, which are smaller than zlib's level 1."""
+    binary = (fixture_bins / "answer").read_bytes()
+    files = {"zeta": b"#!/bin/sh\n" * 50, "bin/orders": binary, "café": b"\0" * 70_000, "empty": b""}
+    art = write_zip(tmp_path / "fn.zip", files)
+    ours, theirs = art.path.read_bytes(), zipfile_zip(files)
+    assert skeleton(ours) == skeleton(theirs)
+    with zipfile.ZipFile(art.path) as zf:
+        for info in zf.infolist():
+            start = info.header_offset + 30 + len(info.filename.encode())
+            stored = ours[start:start + info.compress_size]
+            assert stored == deflate.deflate_compress(files[info.filename], 1)
+            assert zf.read(info) == files[info.filename]
+            assert info.flag_bits == (0x800 if info.filename == "café" else 0)
+    one = write_zip(tmp_path / "one.zip", {"answer": binary})
+    assert one.size < len(zipfile_zip({"answer": binary}))
+
+
+GO_ZIP_READER = r"""// Each entry of a zip as Go's archive/zip reads it: name, mode, time, sha256 of its bytes.
+package main
+
+import (
+	"archive/zip"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+func main() {
+	r, err := zip.OpenReader(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for _, f := range r.File {
+		rc, err := f.Open()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, f.Name, err)
+			os.Exit(1)
+		}
+		h := sha256.New()
+		if _, err := io.Copy(h, rc); err != nil { // archive/zip checks the CRC-32 at the entry's end
+			fmt.Fprintln(os.Stderr, f.Name, err)
+			os.Exit(1)
+		}
+		fmt.Printf("%s %s %s %x\n", f.Name, f.Mode(), f.Modified.Format(time.RFC3339), h.Sum(nil))
+	}
+}
+"""
+
+
+def test_info_zip_and_go_read_every_entry_back(fixture_bins: Path, tmp_path: Path) -> None:
+    """`unzip -t` and Go's archive/zip (what Lambda-side tooling in Go reads zips with) take our zips whole."""
+    unzip, go = require_tool("unzip"), require_tool("go")
+    files = {"bin/orders": (fixture_bins / "answer").read_bytes(), "bootstrap": bootstrap_script(),
+             "café": b"x" * 1000}
+    art = write_zip(tmp_path / "fn.zip", files)
+    tested = subprocess.run([unzip, "-t", art.path], capture_output=True, text=True, timeout=60, check=False)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert f"No errors detected in compressed data of {art.path}." in tested.stdout
+    program = tmp_path / "zipread" / "main.go"
+    program.parent.mkdir()
+    program.write_text(GO_ZIP_READER)
+    listed = subprocess.run([go, "run", program, art.path], cwd=program.parent, capture_output=True, text=True,
+                            env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": ""}, timeout=120, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [
+        f"{name} -rwxr-xr-x 1980-01-01T00:00:00Z {hashlib.sha256(data).hexdigest()}"
+        for name, data in sorted(files.items())]
+
+
+CPU_MODELS = ("Nehalem", "core2duo")  # SSE4.2 without AVX; SSSE3 without SSE4 or PCLMULQDQ
+
+
+def test_zip_bytes_do_not_depend_on_the_cpu(fixture_bins: Path, gobuild: GoBuilder, tmp_path: Path) -> None:
+    """The same binary zipped on this CPU and on older x86-64 ones emulated by qemu: the same sha256, so
+    runners of any generation agree on what is unchanged."""
+    qemu = require_tool("qemu-x86_64-static")
+    # First that the emulated CPUs really lack what this one may have: a Go program built for x86-64-v3
+    # (AVX2) refuses to start on them, where qemu's default CPU runs it.
+    canary = gobuild.build(FUNCTIONS_MODULE, ["./cmd/nolambda"], goarch="amd64",
+                           extra_env={"GOAMD64": "v3"}) / "nolambda"
+    started = subprocess.run([qemu, "-cpu", "max", canary], capture_output=True, text=True, timeout=60, check=False)
+    assert started.stdout == "I am not a Lambda function\n", started.stderr
+    for model in CPU_MODELS:
+        refused = subprocess.run([qemu, "-cpu", model, canary], capture_output=True, text=True, timeout=60,
+                                 check=False)
+        assert "only be run on AMD64 processors with v3 microarchitecture" in refused.stderr, (model, refused)
+    source = tmp_path / "input"
+    source.write_bytes((fixture_bins / "answer").read_bytes()[:1_500_000])
+    native = package_function(source, "answer", tmp_path / "native.zip")
+    child = ("import sys; from pathlib import Path; from go_arm_lambda.package import package_function; "
+             "print(package_function(Path(sys.argv[1]), 'answer', Path(sys.argv[2])).sha256)")
+    for model in CPU_MODELS:
+        out = tmp_path / f"{model}.zip"
+        emulated = subprocess.run([qemu, "-cpu", model, sys.executable, "-c", child, source, out],
+                                  capture_output=True, text=True, timeout=120, check=False)
+        assert emulated.returncode == 0, emulated.stderr
+        assert emulated.stdout.strip() == native.sha256, model
+        assert out.read_bytes() == native.path.read_bytes()
+
+
+class Claims(bytes):
+    """Bytes that say they are 4 GiB long: the size checks see that, without 4 GiB of memory."""
+
+    def __len__(self) -> int:
+        return 1 << 32
+
+
+def test_an_entry_over_4_gib_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "fn.zip"
+    out.write_bytes(b"previous zip")
+    with pytest.raises(PackageError) as err:
+        write_zip(out, {"a": b"fine", "orders": Claims(b"x")})
+    assert str(err.value) == (
+        "'orders' is 4,294,967,296 bytes, more than a zip without zip64 holds (4 GiB). Lambda unzips at most "
+        "250 MB for a function and its layers: make the binary smaller (-ldflags '-s -w', fewer dependencies)")
+    assert "\n" not in str(err.value)
+    assert out.read_bytes() == b"previous zip"
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_more_entries_than_a_zip_without_zip64_holds_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(PackageError, match=r"^65,535 files are more than a zip without zip64 holds \(65,534\)"):
+        write_zip(tmp_path / "many.zip", {f"f{i}": b"" for i in range(0xFFFF)})
+    assert list(tmp_path.iterdir()) == []
+    art = write_zip(tmp_path / "most.zip", {f"f{i}": b"" for i in range(0xFFFE)})
+    with zipfile.ZipFile(art.path) as zf:
+        assert len(zf.infolist()) == 0xFFFE
 
 
 def test_symlinked_binary_is_refused(fixture_bins: Path, tmp_path: Path) -> None:

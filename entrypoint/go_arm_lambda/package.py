@@ -3,13 +3,14 @@
 The same binary must give the same zip, byte for byte, on every run: the zip's sha256 is how deploy decides
 "unchanged" (Lambda reports it as CodeSha256), so everything in the zip's own layout that varies with the
 clock, the umask or the OS (timestamps, modes, owner fields, entry order, compression level) is fixed here.
-The compressed bytes themselves come from the zlib that Python links: deflate's output is not specified byte
-for byte, and a different zlib (zlib-ng, a vendor-tuned build, another major version) may compress the same
-input differently. So zips are byte-identical where the zlib is the same (one image, one Debian release); a
-zip made with another zlib unpacks to the same files but may have another sha256, and deploy then sees a code
-change once.
+The compressed bytes come from libdeflate (the `deflate` package, pinned): deflate's output is not specified
+byte for byte, and zlib's differs between builds (zlib-ng, vendor-tuned builds, major versions), ISA-L's even
+with the CPU it runs on. libdeflate's did not: the same input gave the same bytes natively and under qemu
+emulating an AVX-512, a Skylake, a Nehalem and a Core 2 CPU (tests/test_package.py checks the last two on
+every run). So a zip's bytes follow the binary and the pinned `deflate` alone, not the machine or its zlib.
+A zip written by a go-arm-lambda that compressed with zlib (before libdeflate) has other bytes: deploy sees a
+code change once after the upgrade, and then no more.
 """
-
 from __future__ import annotations
 
 import base64
@@ -19,6 +20,7 @@ import os
 import re
 import shutil
 import stat
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -27,6 +29,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Protocol
+
+import deflate
 
 from go_arm_lambda.errors import PackageError, UsageError
 from go_arm_lambda.limits import MAX_UNZIPPED, MAX_ZIP_IN_REQUEST, check_handler
@@ -38,14 +42,29 @@ ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 # Windows loses the exec bit and the function fails with `permission denied`.
 EXEC_ATTR = (stat.S_IFREG | 0o755) << 16
 UNIX = 3
-# Level 1: zips 6% larger than level 4's and 10% larger than level 6's, in two thirds of level 4's time and a
-# third of level 6's (a 5.8 MB Go binary: 97 ms, 146 ms, 298 ms). A cold build zips every function, 200 of them
-# in a large repository, and that sits inside the build's time budget; a few hundred kilobytes more to upload per
-# changed function cost less. Fixed, so the bytes do not depend on a default.
+# libdeflate's level 1. Of a 5.8 MB Go binary it makes 2.54 MB in 42 ms, both less than zlib's level 1 (2.58 MB
+# in 92 ms); its level 2 makes 2.44 MB in 53 ms, its level 6 2.35 MB in 81 ms. A cold build zips every function,
+# 200 of them in a large repository, inside the build's time budget; the 0.1-0.2 MB more to upload per changed
+# function cost less. Fixed, so the bytes do not depend on a default.
 COMPRESS_LEVEL = 1
 # What a zip's bytes depend on besides the files in it, for the content cache's keys: bump the first number when
 # write_zip's layout changes.
-ZIP_FORMAT = (1, COMPRESS_LEVEL, zlib.ZLIB_RUNTIME_VERSION)
+ZIP_FORMAT = (2, "libdeflate", deflate.__version__, COMPRESS_LEVEL)
+
+# The zip structures write_zip writes (APPNOTE.TXT 4.3): local file header, central directory header, end of
+# central directory record. Version 2.0 is what deflate needs, and what zipfile writes for it.
+_LOCAL = struct.Struct("<4s5H3L2H")
+_CENTRAL = struct.Struct("<4s4B4H3L5H2L")
+_END = struct.Struct("<4s4H2LH")
+_VERSION = 20
+_DEFLATED = 8
+_UTF8_NAME = 0x800  # the flag zipfile sets, and unzip reads, for a name that is not ASCII
+_DOS_TIME = (ZIP_TIME[3] << 11) | (ZIP_TIME[4] << 5) | (ZIP_TIME[5] // 2)
+_DOS_DATE = ((ZIP_TIME[0] - 1980) << 9) | (ZIP_TIME[1] << 5) | ZIP_TIME[2]
+# Sizes and offsets are 32 bits, and all ones means "look in the zip64 field", which this writer never writes:
+# Lambda unzips 250 MB at most, so past this there is nothing to deploy anyway.
+_ZIP32_MAX = 0xFFFF_FFFE
+_MAX_ENTRIES = 0xFFFE  # the count's field is 16 bits, all ones meaning zip64 as well
 
 _OVER_UNZIPPED = f"over Lambda's limit of {MAX_UNZIPPED:,} bytes (250 MB) for a function and its layers"
 
@@ -116,32 +135,63 @@ def write_zip(out_zip: Path, files: Mapping[str, bytes]) -> Artifact:
     """The one zip writer: sorted entries, fixed time and mode, no directory entries, no extra fields.
 
     Each name becomes a 0755 regular file (unzip creates parent directories without entries for them).
-    Written to a temporary file and renamed, so a reader never sees half a zip.
+    zipfile cannot store bytes compressed elsewhere, so the few structures around libdeflate's are written
+    here, field for field as zipfile writes them. Written to a temporary file and renamed, so a reader never
+    sees half a zip.
     """
-    for name in files:
+    names = sorted(files)
+    for name in names:
         check_handler(name)  # each name is a handler the bootstrap will exec: Lambda's rule, and ours
+    if len(names) > _MAX_ENTRIES:
+        raise PackageError(f"{len(names):,} files are more than a zip without zip64 holds ({_MAX_ENTRIES:,})",
+                           "put fewer files in one zip")
     out_zip.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=out_zip.parent, prefix=f".{out_zip.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
+    digest = hashlib.sha256()
+    size = 0
+
+    def put(*chunks: bytes) -> None:
+        nonlocal size
+        for chunk in chunks:
+            raw.write(chunk)
+            digest.update(chunk)  # hashed as written: the zip is never read back
+            size += len(chunk)
+
     try:
-        with os.fdopen(fd, "w+b") as raw:
-            with zipfile.ZipFile(raw, "w") as zf:
-                for name in sorted(files):
-                    info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
-                    info.create_system = UNIX
-                    info.external_attr = EXEC_ATTR
-                    zf.writestr(info, files[name], compress_type=zipfile.ZIP_DEFLATED,
-                                compresslevel=COMPRESS_LEVEL)
-            raw.seek(0)
-            digest = hashlib.file_digest(raw, "sha256").hexdigest()
-            size = raw.tell()
+        with os.fdopen(fd, "wb") as raw:
+            central: list[bytes] = []
+            for name in names:
+                data = files[name]
+                _check_zip32(len(data), f"{name!r} is")  # before compressing what could never be written
+                try:
+                    encoded, flags = name.encode("ascii"), 0
+                except UnicodeEncodeError:
+                    encoded, flags = name.encode(), _UTF8_NAME
+                compressed = deflate.deflate_compress(data, COMPRESS_LEVEL)
+                # Where the next header or the directory would start; also bounds the compressed size.
+                _check_zip32(size + _LOCAL.size + len(encoded) + len(compressed), f"{str(out_zip)!r} would be")
+                fields = (flags, _DEFLATED, _DOS_TIME, _DOS_DATE, deflate.crc32(data), len(compressed), len(data))
+                central.append(_CENTRAL.pack(b"PK\1\2", _VERSION, UNIX, _VERSION, 0, *fields, len(encoded),
+                                             0, 0, 0, 0, EXEC_ATTR, size) + encoded)
+                put(_LOCAL.pack(b"PK\3\4", _VERSION, *fields, len(encoded), 0), encoded, compressed)
+            start = size
+            put(*central)
+            put(_END.pack(b"PK\5\6", 0, 0, len(central), len(central), size - start, start, 0))
         # mkstemp makes 0600; a build output is for anyone to read, whatever the umask of the moment.
         tmp.chmod(0o644)
         tmp.replace(out_zip)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return Artifact(out_zip, digest, size, sum(len(data) for data in files.values()))
+    return Artifact(out_zip, digest.hexdigest(), size, sum(len(data) for data in files.values()))
+
+
+def _check_zip32(value: int, subject: str) -> None:
+    if value > _ZIP32_MAX:
+        raise PackageError(f"{subject} {value:,} bytes, more than a zip without zip64 holds (4 GiB)",
+                           "Lambda unzips at most 250 MB for a function and its layers: make the binary smaller "
+                           "(-ldflags '-s -w', fewer dependencies)")
 
 
 def _read_regular_file(path: Path) -> bytes:
