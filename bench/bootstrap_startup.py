@@ -72,7 +72,8 @@ def time_to_first_request(argv: list[str], env: dict[str, str], listener: socket
         # The one place the child is stopped and reaped, whichever way the wait ended: by its reaper, which
         # takes down whatever it started.
         proc.stop(child, grace=0)
-        _, err = child.communicate()
+        with child.stdout, child.stderr:
+            err = child.stderr.read()  # to its end at once: nothing that could still write it is left
     if arrived is None:
         sys.exit(f"{argv[0]} made no Runtime API request within {listener.gettimeout():g} s: "
                  f"{err.decode(errors='replace')[-500:]}")

@@ -1,23 +1,27 @@
 """The one place that starts processes. Everything else calls these, so tests and timeouts see one seam.
 
-Run as a program (`python -m go_arm_lambda.proc`), it is the reaper `start()` puts between the runner and a
-long-running child: see `_reaper`.
+Run as a program (`python -m go_arm_lambda.proc`), it is the zygote: one per runner process, it forks the reaper
+`start()` puts between the runner and each long-running child: see `_zygote_main` and `_reaper`.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import json
 import os
-import resource
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO, TextIO
 
 from go_arm_lambda.errors import ToolchainError
 
@@ -65,47 +69,84 @@ def run(argv: Sequence[str | os.PathLike[str]], *, cwd: Path | None = None,
     return Completed(args, cp.returncode, cp.stdout, cp.stderr)
 
 
+class Child:
+    """A `start()`ed child as the runner sees it: its output, and through its reaper the signals that stop it
+    and its exit status. What the smoke runner used of Popen, for a reaper that is the zygote's child, not ours."""
+
+    def __init__(self, args: list[str], pid: int, status: BinaryIO, stdout: BinaryIO, stderr: BinaryIO) -> None:
+        self.args = args
+        self.pid = pid  # the reaper's, the leader of the session and group the child starts in
+        self.stdout = stdout
+        self.stderr = stderr
+        self.returncode: int | None = None
+        self._done = threading.Event()
+        threading.Thread(target=self._await, args=(status,), daemon=True).start()
+
+    def _await(self, status: BinaryIO) -> None:
+        # The status pipe ends once the zygote has reaped the reaper, as Popen's wait() returns once it has.
+        with status:
+            said = status.read()
+        # A reaper killed outright (stop()'s last resort) says nothing: the -9 Popen would have seen.
+        self.returncode = json.loads(said) if said else -signal.SIGKILL
+        self._done.set()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._done.wait(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        # Only while the reaper has not reported: its pid is not yet free, or freed a moment ago, and Linux
+        # hands pids out in turn, so it is not another process's.
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+
 def start(argv: Sequence[str | os.PathLike[str]], *, cwd: Path | None = None,
-          env: Mapping[str, str] | None = None, grace: float = 1.0) -> subprocess.Popen[bytes]:
+          env: Mapping[str, str] | None = None, grace: float = 1.0) -> Child:
     """Start a long-running child (the smoke runner's function) with its output captured as bytes, under a
     reaper of its own: stop it with `stop()`, and nothing it started outlives it.
 
-    The returned process is the reaper; its exit status is the child's. It runs with our environment, never
-    the child's (whose LD_LIBRARY_PATH points into the function's zip); a child that cannot be started raises
-    here, as Popen would. `grace` is how long a stopped child has between SIGTERM and SIGKILL.
+    The reaper runs with our environment, never the child's (whose LD_LIBRARY_PATH points into the function's
+    zip); a child that cannot be started raises here, as Popen would. `grace` is how long a stopped child has
+    between SIGTERM and SIGKILL.
     """
     args = [str(a) for a in argv]
-    spec = {"argv": args, "cwd": str(cwd) if cwd is not None else None,
-            "env": dict(env) if env is not None else None, "grace": grace}
-    status_read, status_write = os.pipe()
+    # Directory and environment sent in full: the zygote's are those of the moment it started.
+    spec = {"argv": args, "cwd": str(cwd) if cwd is not None else os.getcwd(),
+            "env": dict(env if env is not None else os.environ), "grace": grace}
+    reads, writes = zip(*(os.pipe() for _ in range(3)), strict=True)
+    status, stdout, stderr = (os.fdopen(fd, "rb") for fd in reads)
     try:
-        reaper = subprocess.Popen([sys.executable, "-I", "-m", "go_arm_lambda.proc", str(status_write)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  pass_fds=(status_write,), start_new_session=True)
-    finally:
-        os.close(status_write)
-    try:
-        assert reaper.stdin is not None
-        with reaper.stdin:
-            reaper.stdin.write(json.dumps(spec).encode())
-        reaper.stdin = None  # closed: communicate() must not flush it, as for a child started without one
-        with os.fdopen(status_read, "rb") as status:
-            said = status.read()  # until the reaper has started the child, or failed to
+        try:
+            _ask_zygote(json.dumps(spec).encode(), list(writes))
+        finally:
+            for fd in writes:
+                os.close(fd)
+        said = status.readline()  # until the reaper has started the child, or failed to
     except BaseException:
-        reaper.kill()
-        reaper.wait()
+        # Interrupted: a reaper yet to start the child then finds nobody waiting for it, and ends it at once.
+        for f in (status, stdout, stderr):
+            f.close()
         raise
-    failure = json.loads(said) if said else {"errno": 0, "strerror": "the reaper exited before starting it"}
-    if failure is None:
-        return reaper
-    reaper.wait()
-    exc = OSError(failure["errno"], failure["strerror"], failure.get("filename"))
+    started = json.loads(said) if said else {"errno": 0, "strerror": "the reaper exited before starting it"}
+    if "pid" in started:
+        return Child(args, started["pid"], status, stdout, stderr)
+    status.read()  # until the reaper is gone: a child that could not be started leaves nothing behind
+    for f in (status, stdout, stderr):
+        f.close()
+    exc = OSError(started["errno"], started["strerror"], started.get("filename"))
     if isinstance(exc, FileNotFoundError):
         raise _not_found(args[0], cwd) from exc
     raise exc
 
 
-def stop(child: subprocess.Popen[bytes], *, grace: float) -> None:
+def stop(child: Child, *, grace: float) -> None:
     """Stop a `start()`ed child and everything it started: its reaper SIGTERMs all of it, SIGKILLs what is left
     after its grace, and exits. Should the reaper itself hang, it is killed with its process group."""
     if child.poll() is not None:
@@ -119,7 +160,89 @@ def stop(child: subprocess.Popen[bytes], *, grace: float) -> None:
         child.wait()
 
 
-# --- the reaper: `python -m go_arm_lambda.proc STATUS_FD`, the child's spec as JSON on stdin ---------------------
+# --- the zygote: one per runner process, forking each start()'s reaper ----------------------------------------
+
+# A request is one message on a SOCK_SEQPACKET socket, which carries at most its send buffer (net.core.wmem_*,
+# a few hundred KiB): read with more room than that, none is cut short.
+_MAX_REQUEST = 8 << 20
+
+
+class _Zygote:
+    """`python -m go_arm_lambda.proc SOCKET_FD`, started on the first start(): a fork of it costs about a
+    millisecond where a reaper started as an interpreter of its own cost ~45 ms of CPU per invocation."""
+
+    def __init__(self) -> None:
+        self.socket, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            # Its own session: a Ctrl-C is the runner's to act on, as it was when each reaper had one.
+            self.process = subprocess.Popen([sys.executable, "-I", "-m", "go_arm_lambda.proc", str(theirs.fileno())],
+                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            pass_fds=(theirs.fileno(),), start_new_session=True)
+
+
+_zygote_lock = threading.Lock()
+_zygote: _Zygote | None = None
+
+
+def _ask_zygote(request: bytes, fds: list[int]) -> None:
+    global _zygote
+    with _zygote_lock:  # the runner's threads share one zygote, one request at a time
+        if _zygote is None or _zygote.process.poll() is not None:  # not started yet, or died: a new one
+            if _zygote is not None:
+                _zygote.socket.close()
+            _zygote = _Zygote()
+        socket.send_fds(_zygote.socket, [request], fds)
+
+
+@atexit.register
+def _end_zygote() -> None:
+    """The zygote exits when its socket closes. Waited for, its CPU time and its reapers' is counted as ours
+    (RUSAGE_CHILDREN), as a Popen child's is: the benchmarks read the tool's cost that way."""
+    global _zygote
+    with _zygote_lock:
+        if _zygote is not None:
+            _zygote.socket.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                _zygote.process.wait(timeout=5)
+            _zygote = None
+
+
+def _zygote_main(socket_fd: int) -> int:
+    """Fork a reaper per request until the runner is gone (its end of the socket closed). Not
+    PR_SET_PDEATHSIG: that fires when the *thread* that started us ends, and the runner starts us from whichever
+    of its threads comes first. We are single-threaded, so forking is safe here as it is not in the runner."""
+    sock = socket.socket(fileno=socket_fd)
+    # Reaper pid -> its status pipe, closed once the reaper is reaped: only then does the runner see the pipe
+    # end, as Popen's wait() returns only once its child is reaped.
+    held: dict[int, int] = {}
+
+    def reaped(pid: int) -> None:
+        os.close(held.pop(pid))
+
+    # Reaped as they exit, not left to the kernel (SIG_IGN): so their CPU time, and their children's, is ours.
+    signal.signal(signal.SIGCHLD, lambda signum, frame: _reap_any(reaped))
+    zygote = os.getpid()
+    while True:
+        request, fds, _, _ = socket.recv_fds(sock, _MAX_REQUEST, 3)
+        if not request:
+            return 0
+        status_fd, stdout_fd, stderr_fd = fds
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # a reaper is in `held` before it is reaped
+        pid = os.fork()
+        if pid == 0:  # the reaper: it must never return into this loop
+            try:
+                _reaper(json.loads(request), status_fd, stdout_fd, stderr_fd, zygote)
+            except BaseException:
+                traceback.print_exc()  # onto the function's stderr, where the runner shows it
+                os._exit(1)
+            os._exit(0)
+        held[pid] = status_fd
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        os.close(stdout_fd)
+        os.close(stderr_fd)
+
+
+# --- the reaper, forked by the zygote for one child ---------------------------------------------------------------
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -169,8 +292,8 @@ def _descendants(root: int) -> dict[int, str]:
     return found
 
 
-def _reap_any() -> bool:
-    """Reap every child that has exited; False when no child is left at all."""
+def _reap_any(reaped: Callable[[int], None] | None = None) -> bool:
+    """Reap every child that has exited, telling `reaped` each pid; False when no child is left at all."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -178,6 +301,8 @@ def _reap_any() -> bool:
             return False
         if pid == 0:
             return True
+        if reaped is not None:
+            reaped(pid)
 
 
 def _living_descendants() -> list[int]:
@@ -202,18 +327,31 @@ def _end_all(grace: float) -> None:
         time.sleep(0.005)
 
 
-def _reaper(status_fd: int) -> int:
+def _say(status: TextIO, what: object) -> None:
+    status.write(json.dumps(what) + "\n")
+    status.flush()
+
+
+def _reaper(spec: dict[str, Any], status_fd: int, stdout_fd: int, stderr_fd: int, zygote: int) -> None:
     """Start the child as a child subreaper (PR_SET_CHILD_SUBREAPER): every process it starts stays below us,
     even one that double-forks or leaves its session and process group, as Lambda's sandbox holds all of a
     function's processes. When the child exits, or SIGTERM says the invocation is over, all of it is ended;
-    then we exit as the child did."""
-    spec = json.loads(sys.stdin.buffer.read())
-    sys.stdin.close()
+    then its exit status goes to the runner on the status pipe (negative for a signal, as Popen says)."""
+    # The zygote's SIGCHLD handler would take our children's exit statuses, and what it blocked across the
+    # fork the child would inherit: both as a fresh process has them.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
     signal.signal(signal.SIGTERM, _on_sigterm)
-    parent = os.getppid()
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)  # a runner killed outright still takes its function down
-    if os.getppid() != parent:
-        return 1
+    os.setsid()  # the child's session and group are ours: stop()'s last resort kills the group
+    os.dup2(stdout_fd, 1)  # the child's output, and our own traceback should we fail
+    os.dup2(stderr_fd, 2)
+    # Everything else of the zygote's goes, above all other invocations' status pipes: held here, they would
+    # not end when those invocations do.
+    os.closerange(3, status_fd)
+    os.closerange(status_fd + 1, os.sysconf("SC_OPEN_MAX"))
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)  # the zygote goes with the runner, and we with the zygote
+    if os.getppid() != zygote:
+        return
     # Best effort: qemu-user (an arm64 image run under emulation) answers EINVAL. Without it, what the function
     # forks is still ended while it hangs below the child; only what daemonizes away from it can escape.
     with contextlib.suppress(OSError):
@@ -223,11 +361,12 @@ def _reaper(status_fd: int) -> int:
         child = subprocess.Popen(spec["argv"], cwd=spec["cwd"], env=spec["env"], stdin=subprocess.DEVNULL,
                                  restore_signals=True)
     except OSError as exc:
-        status.write(json.dumps({"errno": exc.errno, "strerror": exc.strerror, "filename": exc.filename}))
-        status.close()
-        return 127
-    status.write("null")
-    status.close()
+        _say(status, {"errno": exc.errno, "strerror": exc.strerror, "filename": exc.filename})
+        return
+    try:
+        _say(status, {"pid": os.getpid()})
+    except BrokenPipeError:  # the runner was interrupted while it waited: nobody else will stop the child
+        _stop["asked"] = True
     code, grace = 0, 0.0  # the child gone, what it left is killed at once, as Lambda resets the sandbox
     try:
         _stop["armed"] = True
@@ -242,14 +381,9 @@ def _reaper(status_fd: int) -> int:
         code, grace = -signal.SIGTERM, spec["grace"]
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _end_all(grace)
-    if code < 0:  # died of a signal: so do we, so that the runner sees the same (without a core file of ours)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if -code not in (signal.SIGKILL, signal.SIGSTOP):
-            signal.signal(-code, signal.SIG_DFL)
-        os.kill(os.getpid(), -code)
-        return 128 - code  # a signal whose default is to be ignored: the shell's way of saying it
-    return code
+    with contextlib.suppress(BrokenPipeError):
+        _say(status, code)
 
 
 if __name__ == "__main__":
-    sys.exit(_reaper(int(sys.argv[1])))
+    sys.exit(_zygote_main(int(sys.argv[1])))
