@@ -159,7 +159,8 @@ def processes_mentioning(marker: str) -> dict[int, int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
+                # The kernel separates the arguments with NULs: "sleep 5" is b"sleep\0" b"5\0" there.
+                if marker.encode() in (entry / "cmdline").read_bytes().replace(b"\0", b" "):
                     found[int(entry.name)] = os.getpgid(int(entry.name))
             except (OSError, ProcessLookupError):  # it ended while we looked
                 continue
