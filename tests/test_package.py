@@ -439,6 +439,26 @@ def test_extract_takes_an_entry_from_a_file_the_zip_vouches_for_and_nothing_else
     assert (tmp_path / "b/other").read_bytes() == b"x"
 
 
+@pytest.mark.parametrize("damage", ["a compressed byte", "the size the directory gives"])
+def test_a_damaged_deflated_entry_is_refused_not_extracted(tmp_path: Path, damage: str) -> None:
+    """Inflated by libdeflate, not zipfile: it must still refuse what zipfile would, and write nothing wrong."""
+    data = b"".join(i.to_bytes(4, "little") for i in range(50_000))
+    zpath = write_zip(tmp_path / "f.zip", {"fn": data}).path
+    raw = bytearray(zpath.read_bytes())
+    extract_zip(zpath, tmp_path / "good")
+    assert (tmp_path / "good/fn").read_bytes() == data
+    if damage == "a compressed byte":
+        raw[30 + len("fn") + 1000] ^= 0xFF
+    else:  # one byte more than there is, in the central directory (zipfile's source) and the local header
+        central = raw.index(b"PK\1\2")
+        for at in (22, central + 24):
+            raw[at:at + 4] = (len(data) + 1).to_bytes(4, "little")
+    zpath.write_bytes(bytes(raw))
+    with pytest.raises(UsageError, match=f"^'{zpath}' is damaged"):
+        extract_zip(zpath, tmp_path / "bad")
+    assert not (tmp_path / "bad/fn").exists()
+
+
 @pytest.mark.parametrize(("entries", "says"), [
     ([("x" * 300, b"x", 0o100755)], f"holds '{'x' * 300}', which cannot be extracted: File name too long"),
     ([("a", b"x", 0o100755), ("a/b", b"y", 0o100755)],
