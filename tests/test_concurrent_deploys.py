@@ -241,9 +241,15 @@ def test_an_older_run_does_not_overwrite_a_newer_ones_deploy(aws: FakeAws, tmp_p
         assert report["shop-checkout"]["changes"] == []
     assert by_name(dry)["shop-cart"]["status"] == "planned"
     assert by_name(result)["shop-cart"]["status"] == "updated"  # never deployed by a newer run
-    # Refused before any write: shop-checkout was only read (GetFunction, ListTags: by the dry run, then the
-    # deploy), and still carries run 58 and its code.
-    assert [r.method for r in aws.proxy.requests if "shop-checkout" in unquote(r.path)] == ["GET"] * 4
+    # Refused before any write: shop-checkout was only read, by the dry run and then the deploy, one GetFunction
+    # each, whose answer carries run 58's tags (no ListTags: the 15/s quota is for the updates); it still carries
+    # run 58 and its code. shop-cart had no tags, so GetFunction said nothing of them, and ListTags had to.
+    def reads(name: str) -> list[str]:
+        return [f"{r.method} {unquote(r.path).split('/')[2]}" for r in aws.proxy.requests
+                if name in unquote(r.path) and r.method == "GET"]
+    assert reads("shop-checkout") == ["GET functions"] * 2
+    assert [r.method for r in aws.proxy.requests if "shop-checkout" in unquote(r.path)] == ["GET"] * 2
+    assert reads("shop-cart").count("GET tags") == 2
     assert tags(aws, "shop-checkout")["go-arm-lambda:run-number"] == "58"
     assert tags(aws, "shop-cart")["go-arm-lambda:run-number"] == "57"
     assert result.all_errors() == [f"shop-checkout ({REGION}): {refusal}"]

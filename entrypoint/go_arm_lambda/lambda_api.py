@@ -12,7 +12,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,7 +42,7 @@ def _not_found(fn: Callable[[], T]) -> T | None:
         return None
 
 
-def _function_state(config: Answer) -> FunctionState:
+def _function_state(config: Answer, tags: Mapping[str, str] | None = None) -> FunctionState:
     return FunctionState(
         name=config["FunctionName"], arn=_unqualified(config["FunctionArn"]),
         package_type=config.get("PackageType", "Zip"), runtime=config.get("Runtime"),
@@ -50,7 +50,8 @@ def _function_state(config: Answer) -> FunctionState:
         layers=tuple(layer["Arn"] for layer in config.get("Layers") or ()),
         code_sha256=config.get("CodeSha256", ""), last_update_status=config.get("LastUpdateStatus"),
         last_update_reason=config.get("LastUpdateStatusReason"), version=config.get("Version", "$LATEST"),
-        revision_id=config.get("RevisionId"))
+        revision_id=config.get("RevisionId"),
+        tags=None if tags is None else {str(k): str(v) for k, v in tags.items()})
 
 
 def _layer_state(answer: Answer) -> LayerState:
@@ -91,7 +92,8 @@ class LambdaView:
     def function(self, name: str, qualifier: str | None = None) -> FunctionState | None:
         params = {"FunctionName": name} | ({"Qualifier": qualifier} if qualifier else {})
         found = _not_found(lambda: self._call("GetFunction", f"function {name}", **params))
-        return _function_state(found["Configuration"]) if found else None
+        # Tags are the function's, not a version's: GetFunction gives them only unqualified.
+        return _function_state(found["Configuration"], None if qualifier else found.get("Tags")) if found else None
 
     def newest_published_version(self, name: str) -> FunctionState | None:
         """The function's newest published version, None when it has none. Lambda lists versions oldest

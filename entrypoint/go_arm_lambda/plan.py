@@ -194,7 +194,7 @@ def _read_region(desired: DesiredState, view: LambdaView, pool: ThreadPoolExecut
         def last_run(name: str) -> DeployRun | None:
             state = functions[name]
             assert state is not None
-            return DeployRun.from_tags(view.tags(state.arn))
+            return DeployRun.from_tags(state.tags if state.tags is not None else view.tags(state.arn))
         last_runs = dict(zip(existing, pool.map(last_run, existing), strict=True))
     newest = layer.result() if layer else None
     sids: frozenset[str] = frozenset()

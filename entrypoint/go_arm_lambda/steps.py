@@ -36,6 +36,9 @@ class FunctionState:
     # Lambda's RevisionId of this state: a write that names it is refused (PreconditionFailedException) once
     # anything else has changed the function since it was read, so no update is lost to another writer.
     revision_id: str | None = None
+    # The function's tags as GetFunction gave them, which spares a ListTags (of the 15/s control-plane quota) per
+    # function. None when it gave none: the function has no tags, or the caller may not lambda:ListTags.
+    tags: Mapping[str, str] | None = field(default=None, compare=False)
 
     def same_as(self, other: FunctionState) -> bool:
         """The same code and the settings go-arm-lambda sets (a published version of it, or a later read)."""
