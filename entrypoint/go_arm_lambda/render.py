@@ -165,9 +165,9 @@ def _layer_lines(report: Report) -> list[str]:
             return ["No layer: bootstrap mode puts `bootstrap` in each function's zip."]
         return ["**Layer**: not published"]
     lines = [f"**Layer** `{layer.get('name')}` (sha256 {_short_sha(layer.get('sha256'))})"]
-    lines += [f"- {region}: `{arn}` ({note})" if arn else f"- {region}: {note}"
-              for region, arn, note in _layer_regions(report)]
-    if not _layer_regions(report):
+    regions = _layer_regions(report)
+    lines += [f"- {region}: `{arn}` ({note})" if arn else f"- {region}: {note}" for region, arn, note in regions]
+    if not regions:
         lines.append("- not published in any region")
     return lines
 
@@ -353,12 +353,12 @@ def summary_markdown(report: Report) -> str:
         lines.append("")
     if report.get("dry_run"):
         lines += ["### Plan", *_plan_lines(report), ""]
-    if _changes_lines(report):
-        lines += ["### Changes", *_changes_lines(report), ""]
-    if _rollout_markdown(report):
-        lines += ["### Rollout", *_rollout_markdown(report), ""]
-    if _error_lines(report):
-        lines += ["### Errors", *_error_lines(report), ""]
+    if changes := _changes_lines(report):
+        lines += ["### Changes", *changes, ""]
+    if rollout := _rollout_markdown(report):
+        lines += ["### Rollout", *rollout, ""]
+    if errors := _error_lines(report):
+        lines += ["### Errors", *errors, ""]
     return "\n".join(lines)
 
 
@@ -382,14 +382,14 @@ def comment_body(report: Report, comment_id: str, commit: str | None = None,
         lines += _table(["Function", "Region", "ARN", "Version (alias)", "Zip", "Verify", "Smoke", "Status"],
                         rows)
         lines.append("")
-    if _changes_lines(report):
-        lines += ["**What changed**", *_changes_lines(report), ""]
-    if _rollout_markdown(report):
-        lines += ["**Rollout**", *_rollout_markdown(report), ""]
+    if changes := _changes_lines(report):
+        lines += ["**What changed**", *changes, ""]
+    if rollout := _rollout_markdown(report):
+        lines += ["**Rollout**", *rollout, ""]
     if report.get("dry_run"):
         lines += ["**Plan** (dry run, nothing was changed)", *_plan_lines(report), ""]
-    if _error_lines(report):
-        lines += ["**What failed**", *_error_lines(report), ""]
+    if errors := _error_lines(report):
+        lines += ["**What failed**", *errors, ""]
     note = ("\n_This comment was cut to fit GitHub's 65,536 character limit; "
             "the job summary and the JSON report have everything._\n")
     return fit("\n".join(lines), COMMENT_LIMIT, note)
