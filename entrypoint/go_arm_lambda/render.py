@@ -248,6 +248,11 @@ def traffic_text(steps: Sequence[Mapping[str, Any]] | None) -> str:
                        + f" ({s.get('at', 0):.0f} s)" for s in steps)
 
 
+def _failed_checks(report: Report) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """(function, check) for each deployed-version check that failed: the views show its payload and log tail."""
+    return [(f, f["check"]) for f in report.get("functions", []) if f.get("check") and not f["check"].get("passed")]
+
+
 def _rollout_rows(report: Report) -> list[list[str]]:
     return [[str(f.get("name")), f.get("region") or "—", check_text(f.get("check")), alias_text(f),
              traffic_text(f.get("traffic"))] for f in _rolled_out(report)]
@@ -267,13 +272,11 @@ def _rollout_markdown(report: Report) -> list[str]:
         return []
     lines = _table(["Function", "Region", "Deployed-version check", "Alias", "Traffic"],
                    ([f"`{r[0]}`", *r[1:]] for r in rows))
-    for f in _rolled_out(report):
-        check = f.get("check") or {}
-        if check and not check.get("passed"):
-            lines += ["", f"<details><summary><code>{_cell(f.get('name'))}</code> ({f.get('region')}): what the "
-                      "failed check got back</summary>", "", "Payload:", "",
-                      *_fence(str(check.get("payload") or "(none)"), "json"), "", "Log tail:", "",
-                      *_fence(str(check.get("log_tail") or "(none)"), "text"), "", "</details>"]
+    for f, check in _failed_checks(report):
+        lines += ["", f"<details><summary><code>{_cell(f.get('name'))}</code> ({f.get('region')}): what the "
+                  "failed check got back</summary>", "", "Payload:", "",
+                  *_fence(str(check.get("payload") or "(none)"), "json"), "", "Log tail:", "",
+                  *_fence(str(check.get("log_tail") or "(none)"), "text"), "", "</details>"]
     return lines
 
 
@@ -323,12 +326,10 @@ def text_table(report: Report) -> str:
         lines.append("rollout:")
         lines += [f"  {name} ({region}): check {check}; {alias}; traffic {traffic}"
                   for name, region, check, alias, traffic in rollout]
-        for f in _rolled_out(report):
-            check = f.get("check") or {}
-            if check and not check.get("passed"):
-                lines.append(f"  {f.get('name')} ({f.get('region')}) payload: {check.get('payload') or '(none)'}")
-                lines.append(f"  {f.get('name')} ({f.get('region')}) log tail:")
-                lines += [f"    {line}" for line in str(check.get("log_tail") or "(none)").splitlines()]
+        for f, check in _failed_checks(report):
+            lines.append(f"  {f.get('name')} ({f.get('region')}) payload: {check.get('payload') or '(none)'}")
+            lines.append(f"  {f.get('name')} ({f.get('region')}) log tail:")
+            lines += [f"    {line}" for line in str(check.get("log_tail") or "(none)").splitlines()]
     if errors:
         lines.append("errors:")
         lines += [f"  - {e}" for e in errors]
