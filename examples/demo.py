@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import re
 import shutil
@@ -28,12 +27,11 @@ from pathlib import Path
 
 import boto3
 from moto.awslambda.models import LambdaFunction
-from moto.server import ThreadedMotoServer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "entrypoint"), str(ROOT / "tests")]  # the Invoke emulation the tests use
 
-from awsfakes import FaultProxy  # noqa: E402
+from awsfakes import standalone  # noqa: E402
 from lambdainvoke import LambdaInvoke, ZipCache  # noqa: E402
 
 REGIONS = ("eu-west-1", "us-east-1")
@@ -134,18 +132,13 @@ def rollout_lines(report: dict[str, object]) -> list[str]:
 
 
 def main() -> int:
-    os.environ.update(AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo", AWS_DEFAULT_REGION=REGIONS[0])
+    os.environ["AWS_DEFAULT_REGION"] = REGIONS[0]
     os.environ.pop("AWS_PROFILE", None)
     honour_architectures_on_code_update()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request would bury the demo
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    moto = f"http://{host}:{port}"
-    proxy = FaultProxy(moto)
-    proxy.local = LambdaInvoke(moto, ZipCache(OUT / "invoke-zips"))
-    try:
-        endpoint = proxy.url
+    # moto behind the tests' proxy, as the benchmarks run it: quiet, test credentials in the environment.
+    with standalone() as aws:
+        moto, endpoint = aws.moto_url, aws.url
+        aws.proxy.local = LambdaInvoke(moto, ZipCache(OUT / "invoke-zips"))
         print(f"moto (local AWS) at {moto}, Invoke run for real at {endpoint}; seeding go1.x and provided.al2 "
               f"functions in {', '.join(REGIONS)}")
         seed(moto)
@@ -175,9 +168,6 @@ def main() -> int:
         print("\n".join(rollout_lines(fourth)))
         ok &= all(f["status"] == "rolled-back" for f in fourth["functions"])  # type: ignore[attr-defined]
         return 0 if ok else 1
-    finally:
-        proxy.close()
-        server.stop()
 
 
 if __name__ == "__main__":
