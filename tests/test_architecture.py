@@ -8,6 +8,7 @@ package and on temporary copies with a violation injected: each contract is show
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import shutil
 import subprocess
@@ -330,10 +331,16 @@ def inject(package: Path, module: str, code: str) -> None:
     path.write_text(path.read_text(encoding="utf-8") + "\n" + code + "\n", encoding="utf-8")
 
 
+@functools.cache
+def _real_problems(architecture: str) -> tuple[str, ...]:
+    """The real package's own problems, checked once for all the violation tests (each check parses every module)."""
+    return tuple(check(PACKAGE, architecture))
+
+
 def problems_of(package: Path, architecture: str | None = None) -> list[str]:
     """What the violation adds: the real code's own problems, if any, are the first test's to report."""
     text = ARCHITECTURE.read_text(encoding="utf-8")
-    before = check(PACKAGE, text)
+    before = _real_problems(text)
     return [p for p in check(package, text if architecture is None else architecture) if p not in before]
 
 
