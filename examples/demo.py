@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "entrypoint"), str(ROOT / "tests")]  # the Invoke emulation the tests use
 
 from awsfakes import standalone  # noqa: E402
+from go_arm_lambda import render  # noqa: E402
 from lambdainvoke import LambdaInvoke, ZipCache  # noqa: E402
 
 REGIONS = ("eu-west-1", "us-east-1")
@@ -123,12 +124,9 @@ def alarm_once_canary_runs(endpoint: str) -> threading.Thread:
 
 
 def rollout_lines(report: dict[str, object]) -> list[str]:
-    lines = []
-    for f in report["functions"]:  # type: ignore[attr-defined]
-        steps = " -> ".join("back" if s["percent"] == 0 else f"{s['percent']:g}%" for s in f.get("traffic") or [])
-        lines.append(f"  {f['name']} ({f['region']}): {f['status']}, live {f['alias_before']} -> {f['alias_after']}"
-                     f", traffic {steps or 'unchanged'}")
-    return lines
+    """Each function's status, alias move and traffic steps, in the words of the job summary's rollout table."""
+    return [f"  {f['name']} ({f['region']}): {f['status']}, {render.alias_text(f)}, traffic "
+            f"{render.traffic_text(f.get('traffic'))}" for f in report["functions"]]  # type: ignore[attr-defined]
 
 
 def main() -> int:
