@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES, require_tool
-from go_arm_lambda import cache, config, package, pipeline, progress
+from go_arm_lambda import cache, config, package, pipeline, progress, verify
 from go_arm_lambda.cache import Cache, Digests
 
 ALL = frozenset({"verify", "package", "smoke"})
@@ -120,6 +120,19 @@ def test_entries_unused_for_long_are_pruned_with_their_zips(tmp_path: Path) -> N
     assert store.prune(time.time() - cache.MAX_AGE_S) == 1
     assert store.zip("o" * 64) is None and not list(tmp_path.rglob(f"{'o' * 64}.zip"))
     assert store.get("smoke", "n" * 64) == {"ok": True} and not leftover.exists()
+
+
+def test_a_cached_verdict_names_inputs_as_the_run_that_reads_it(tmp_path: Path, fixture_bins: Path) -> None:
+    """A verdict's messages name an input as its run's user gives it: the Action's run is not served the
+    CLI's wording from a cache they share."""
+    binary = settled_file(tmp_path / "nolambda", (fixture_bins / "nolambda").read_bytes())
+    store = Cache(tmp_path / "cache")
+    for surface, wording, cached in (("build", "--allow-custom-runtime-client", False),
+                                     ("deploy", "--allow-custom-runtime-client", True),
+                                     ("action", "allow-custom-runtime-client: true", False)):
+        with config.speaking_to(surface):
+            verdict, hit = pipeline._verify(store, binary, "nolambda", verify.Policy())
+        assert hit is cached and wording in verdict.findings[0].message
 
 
 # --- the stat memo ---------------------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
 """The content cache (`.go-arm-lambda/cache`): work already done for the same bytes is not done again.
 
-Keyed by content only. A binary's sha256 (with its handler and the zip writer's settings) gives its zip; the
-same sha256 (with its file name, which verify's messages quote, and the policy) gives its verify verdict; a
-zip's sha256 with the layer's, the event's, the runtime, the timeout and the names the function sees gives its
-smoke result. No key holds a package path, a source file or a time: the Go build decides which binaries change
-(it follows the sources, go.mod, the flags and the toolchain) and the cache follows the binaries' bytes, so it
-cannot serve a stale artifact. (SAM's `--cached` hashes each function's own folder and serves the old binary
-after a change to a shared package.) Every key also holds the cache's format and a digest of go-arm-lambda's own
-code: no release (nor an edited checkout) reads another's entries.
+Keyed by content only. A binary's sha256 (with its handler and the zip writer's settings) gives its zip; the same
+sha256 (with its file name, which verify's messages quote, the words they name an input with, and the policy) gives
+its verify verdict; a zip's sha256 with the layer's, the event's, the runtime, the timeout and the names the
+function sees gives its smoke result. No key holds a package path, a source file or a time: the Go build decides
+which binaries change (it follows the sources, go.mod, the flags and the toolchain) and the cache follows the
+binaries' bytes, so it cannot serve a stale artifact. (SAM's `--cached` hashes each function's own folder and serves
+the old binary after a change to a shared package.) Every key also holds the cache's format and a digest of
+go-arm-lambda's own code: no release (nor an edited checkout) reads another's entries.
 
 Nothing read from the cache is trusted as it is. A record carries its format, kind and key and a checksum of its
 value; a cached zip's sha256 is in its record and the file is hashed again (through the stat memo) before it is

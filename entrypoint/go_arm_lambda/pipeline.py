@@ -130,7 +130,7 @@ def build_and_package(cfg: Config, job: progress.Job | None = None,
 def _verify(store: cache.Cache | None, binary: Path, names: str,
             policy: verify.Policy) -> tuple[verify.Verdict, bool]:
     """The binary's verdict, and whether the cache had it (keyed by the bytes, the file name its messages
-    quote, and the policy)."""
+    quote, the policy, and how they name an input: a verdict cached by the CLI is not served to the Action)."""
     key = None
     if store is not None:
         try:
@@ -138,7 +138,8 @@ def _verify(store: cache.Cache | None, binary: Path, names: str,
         except OSError:  # verify_path says what is wrong with the path
             digest = None
         if digest is not None:
-            key = cache.key("verify", digest, binary.name, sorted(dataclasses.asdict(policy).items()))
+            key = cache.key("verify", digest, binary.name, sorted(dataclasses.asdict(policy).items()),
+                            say("allow_custom_runtime_client", "true"))
             record = store.get("verify", key)
             if record is not None:
                 try:
