@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES, require_tool
-from go_arm_lambda import cache, config, package, pipeline, progress, verify
+from go_arm_lambda import cache, config, package, pipeline, progress, smoke, verify
 from go_arm_lambda.cache import Cache, Digests
 
 ALL = frozenset({"verify", "package", "smoke"})
@@ -58,6 +58,14 @@ def test_a_damaged_or_foreign_record_is_a_miss_and_is_removed(tmp_path: Path, da
     path.write_bytes({"truncated": text[:-9], "not json": b"\x00\xff garbage"}.get(damage, text))
     assert store.get("verify", k) is None
     assert not path.exists()
+
+
+def test_a_record_its_owner_cannot_read_is_a_miss_and_is_removed(tmp_path: Path) -> None:
+    store = Cache(tmp_path)
+    k = cache.key("smoke", "abc")
+    store.put("smoke", k, {"ok": True})  # checks out, but is not what SmokeResult.from_record reads
+    assert store.get("smoke", k, smoke.SmokeResult.from_record) is None
+    assert store.get("smoke", k) is None
 
 
 def test_a_zip_entry_is_checked_against_its_record_and_rebuilt_when_tampered_with(tmp_path: Path) -> None:

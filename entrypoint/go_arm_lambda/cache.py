@@ -330,8 +330,10 @@ class Cache:
     def _record_path(self, kind: str, k: str) -> Path:
         return self.root / kind / k[:2] / f"{k}.json"
 
-    def get(self, kind: str, k: str) -> Any | None:
-        """The value stored under `k`, or None: also when the record is damaged or foreign (it is removed)."""
+    def get(self, kind: str, k: str, decode: Callable[[Any], Any] | None = None) -> Any | None:
+        """The value stored under `k`, or None: also when the record is damaged or foreign (it is removed).
+        `decode`, its owner's reading of the value (`Verdict.from_record`), gives what is returned; a value it
+        refuses as of another shape (KeyError, TypeError, ValueError) is a damaged record too."""
         path = self._record_path(kind, k)
         try:
             doc = json.loads(path.read_bytes())
@@ -344,9 +346,16 @@ class Cache:
                 and doc.get("key") == k and "value" in doc and doc.get("checksum") == _checksum(doc["value"])):
             self._discard(path)
             return None
+        value = doc["value"]
+        if decode is not None:
+            try:
+                value = decode(value)
+            except (KeyError, TypeError, ValueError):
+                self._discard(path)
+                return None
         with contextlib.suppress(OSError):
             os.utime(path)  # used: kept by the pruning
-        return doc["value"]
+        return value
 
     def put(self, kind: str, k: str, value: Any) -> None:
         doc = {"format": FORMAT, "kind": kind, "key": k, "value": value, "checksum": _checksum(value)}

@@ -140,15 +140,10 @@ def _verify(store: cache.Cache | None, binary: Path, names: str,
         if digest is not None:
             key = cache.key("verify", digest, binary.name, sorted(dataclasses.asdict(policy).items()),
                             say("allow_custom_runtime_client", "true"))
-            record = store.get("verify", key)
-            if record is not None:
-                try:
-                    verdict = verify.Verdict.from_record(record, binary)
-                except (KeyError, TypeError, ValueError):
-                    store.drop("verify", key)
-                else:
-                    progress.item(names, verdict.status, cached=True)
-                    return verdict, True
+            cached = store.get("verify", key, lambda record: verify.Verdict.from_record(record, binary))
+            if cached is not None:
+                progress.item(names, cached.status, cached=True)
+                return cached, True
     with progress.task(names) as t:
         verdict = verify.verify_path(binary, policy)
         t.detail = verdict.status
@@ -231,16 +226,11 @@ def run_smoke(cfg: Config, functions: list[FunctionArtifacts], layer: package.Ar
             # function's name is in it), and how long it may take.
             key = cache.key("smoke", f.zip.sha256, layer.sha256 if layer else None, event_digest, cfg.runtime,
                             cfg.smoke_timeout, name, f.built.handler)
-            record = store.get("smoke", key)
-            if record is not None:
-                try:
-                    result = smoke.SmokeResult.from_record(record)
-                except (KeyError, TypeError, ValueError):
-                    store.drop("smoke", key)
-                else:
-                    progress.item(name, "ok", cached=True)
-                    f.cached.add("smoke")
-                    return result
+            cached = store.get("smoke", key, smoke.SmokeResult.from_record)
+            if cached is not None:
+                progress.item(name, "ok", cached=True)
+                f.cached.add("smoke")
+                return cached
         with progress.task(name) as t:
             result = smoke.smoke(f.zip.path, f.built.handler, layer_zip=layer.path if layer else None, event=event,
                                  timeout=cfg.smoke_timeout, function_name=name, runtime=cfg.runtime,
