@@ -25,7 +25,7 @@ import xml.etree.ElementTree
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 import botocore.config
@@ -37,8 +37,6 @@ from botocore.retries.throttling import CubicCalculator
 from go_arm_lambda import progress
 from go_arm_lambda.config import say
 from go_arm_lambda.errors import AwsError
-
-T = TypeVar("T")
 
 # Error codes worth another attempt: we are throttled, or AWS had a transient fault. Everything else is final,
 # but for a conflict on a busy function (below).
