@@ -156,37 +156,26 @@ def _verify(store: cache.Cache | None, binary: Path, names: str,
 def _package(store: cache.Cache | None, b: build.BuiltFunction, dest: Path) -> tuple[package.Artifact, bool]:
     """The function's zip at `dest`, and whether it came from the cache (keyed by the binary's bytes, its
     handler and the zip writer's settings); a zip made here is stored there."""
-    if store is None:
-        with progress.task(b.spec.short_name) as t:
-            artifact = package.package_function(b.binary, b.handler, dest)
-            t.detail = render.size_text(artifact.size)
-        return artifact, False
-
     def key(digest: str) -> str:
         return cache.key("zip", digest, b.handler, package.ZIP_FORMAT)
 
-    def reuse(digest: str | None) -> package.Artifact | None:
-        hit = store.zip(key(digest)) if digest is not None else None
+    read = None
+    if store is not None:
+        known = store.digests.known(b.binary)
+        hit = store.zip(key(known)) if known is not None else None
         if hit is None:
-            return None
-        store.place(hit, dest)
-        progress.item(b.spec.short_name, render.size_text(hit.size), cached=True)
-        return package.Artifact(dest, hit.sha256, hit.size, hit.unzipped_size)
-
-    known = store.digests.known(b.binary)
-    artifact = reuse(known)
-    if artifact is not None:
-        return artifact, True
-    # Zip exactly the bytes that were hashed, so that the entry stored holds what its key says.
-    read = store.digests.read(b.binary)
-    if read is not None and read[1] != known:
-        artifact = reuse(read[1])
-        if artifact is not None:
-            return artifact, True
+            # Zip exactly the bytes that were hashed, so that the entry stored holds what its key says.
+            read = store.digests.read(b.binary)
+            if read is not None and read[1] != known:
+                hit = store.zip(key(read[1]))
+        if hit is not None:
+            store.place(hit, dest)
+            progress.item(b.spec.short_name, render.size_text(hit.size), cached=True)
+            return package.Artifact(dest, hit.sha256, hit.size, hit.unzipped_size), True
     with progress.task(b.spec.short_name) as t:
         artifact = package.package_function(b.binary, b.handler, dest, data=read[0] if read else None)
         t.detail = render.size_text(artifact.size)
-    if read is not None:
+    if store is not None and read is not None:
         store.put_zip(key(read[1]), artifact.path, artifact.sha256, artifact.size, artifact.unzipped_size)
     return artifact, False
 
