@@ -14,8 +14,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from awsfakes import REGION, FakeAws, deploy, desired, make_zip
-from go_arm_lambda import package
+from foreignzip import foreign_zip
+from go_arm_lambda import limits, package
 from lambdainvoke import ZipCache, runnable_artifacts
+from test_smoke import _responder
 
 LAYER = "go-arm-lambda-bootstrap"
 
@@ -132,6 +134,22 @@ def test_an_alias_runs_its_versions_by_their_routing_weights(aws: FakeAws, zips:
 
     setup.update_alias(FunctionName="shop", Name="live", FunctionVersion="2", RoutingConfig={})
     assert invoke(lam, "shop", "live")["ExecutedVersion"] == "2"
+
+
+def test_a_response_up_to_lambdas_limit_is_answered_and_one_byte_more_is_unhandled(aws: FakeAws,
+                                                                                   tmp_path: Path) -> None:
+    lam = client(aws)
+    for size, answered in ((limits.MAX_RESPONSE, True), (limits.MAX_RESPONSE + 1, False)):
+        code = foreign_zip(tmp_path / f"{size}.zip", [("bootstrap", _responder(size), 0o100755)]).read_bytes()
+        aws.create_function(f"big{size}", runtime="provided.al2023", architecture="arm64", handler="bootstrap",
+                            code=code)
+        out = lam.invoke(FunctionName=f"big{size}")
+        payload = out["Payload"].read()
+        if answered:
+            assert "FunctionError" not in out and len(payload) == size
+        else:
+            assert out["FunctionError"] == "Unhandled"
+            assert json.loads(payload)["errorType"] == "Function.ResponseSizeTooLarge"
 
 
 def test_what_never_runs_answers_as_lambda(aws: FakeAws, zips: dict[str, bytes], tmp_path: Path,
