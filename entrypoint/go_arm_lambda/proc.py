@@ -257,8 +257,11 @@ _stop = {"asked": False, "armed": False}
 
 def _on_sigterm(signum: int, frame: object) -> None:
     # Only noted while the child is being started: an exception inside Popen could lose the child it forked.
+    # Raised once: a second SIGTERM (the zygote's death as well as the runner's stop) must not break off the
+    # ending of what the first one stopped.
     _stop["asked"] = True
     if _stop["armed"]:
+        _stop["armed"] = False
         raise _Stop
 
 
@@ -373,15 +376,17 @@ def _reaper(spec: dict[str, Any], status_fd: int, stdout_fd: int, stderr_fd: int
     try:
         _stop["armed"] = True
         if _stop["asked"]:
-            raise _Stop
+            _on_sigterm(signal.SIGTERM, None)
         while True:  # reaping orphans as they come, until the child itself is done
             pid, wait_status = os.waitpid(-1, 0)
             if pid == child.pid:
                 code = os.waitstatus_to_exitcode(wait_status)
                 break
+        # Disarmed inside the try: a SIGTERM that comes as the child exits raises here or not at all, never
+        # past the except, where it would end the reaper before _end_all and its status.
+        _stop["armed"] = False
     except _Stop:
         code, grace = -signal.SIGTERM, spec["grace"]
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _end_all(grace)
     with contextlib.suppress(BrokenPipeError):
         _say(status, code)
