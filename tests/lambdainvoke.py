@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import io
 import json
 import random
 import re
@@ -37,7 +38,7 @@ from botocore.exceptions import ClientError
 from moto.backends import get_backend
 
 from awsfakes import ACCOUNT, REGION, Recorded, aws_error
-from go_arm_lambda import limits, package
+from go_arm_lambda import cache, limits, package
 from go_arm_lambda.errors import UsageError
 from go_arm_lambda.smoke import SmokeResult, smoke
 
@@ -81,7 +82,7 @@ class ZipCache:
             got = base64.b64encode(hashlib.sha256(data).digest()).decode()
             if got != code_sha256:
                 raise RuntimeError(f"moto holds code with CodeSha256 {got}, but reports {code_sha256}")
-            self._write(path, lambda tmp: tmp.write_bytes(data))
+            cache.atomic_write(path, data)  # concurrent invokes of the same code may race; same bytes
         return path
 
     def merged(self, layers: list[Path]) -> Path | None:
@@ -92,18 +93,13 @@ class ZipCache:
         key = hashlib.sha256("\0".join(p.stem for p in layers).encode()).hexdigest()
         path = self.directory / f"layers-{key}.zip"
         if not path.exists():
-            self._write(path, lambda tmp: _merge(layers, tmp))
+            cache.atomic_write(path, _merge(layers))
         return path
 
-    @staticmethod
-    def _write(path: Path, write: Callable[[Path], Any]) -> None:
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-        write(tmp)
-        tmp.replace(path)  # concurrent invokes of the same code may race here; both write the same bytes
 
-
-def _merge(layers: list[Path], out: Path) -> None:
+def _merge(layers: list[Path]) -> bytes:
     sources = [zipfile.ZipFile(p) for p in layers]
+    out = io.BytesIO()
     try:
         entries = {info.filename: (zf, info) for zf in sources for info in zf.infolist()}
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
@@ -112,6 +108,7 @@ def _merge(layers: list[Path], out: Path) -> None:
     finally:
         for zf in sources:
             zf.close()
+    return out.getvalue()
 
 
 class LambdaInvoke:
