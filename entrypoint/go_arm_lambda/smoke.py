@@ -241,13 +241,12 @@ def _invoke(api: RuntimeApiEmulator, argv: list[str], env: dict[str, str], cwd: 
             timeout: float) -> SmokeResult:
     started = time.monotonic()
     try:
-        child = proc.start(argv, cwd=cwd, env=env)
+        child = proc.start(argv, cwd=cwd, env=env, grace=STOP_GRACE_S)  # as stop() below: one grace
     except OSError as exc:  # e.g. a bootstrap without its exec bit, or not a program at all
         return SmokeResult(False, None, f"cannot start {argv[-1]}: {exc.strerror or exc}; Lambda would "
                            "fail with Runtime.InvalidEntrypoint: store it with mode 0755 (a script needs #!)",
                            0, "")
     stderr, stdout = _Tail(), _Tail()
-    assert child.stdout is not None and child.stderr is not None
     threads = [threading.Thread(target=tail.drain, args=(stream,), daemon=True)
                for tail, stream in ((stdout, child.stdout), (stderr, child.stderr))]
 
