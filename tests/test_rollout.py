@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from awsfakes import REGION, FakeAws, deploy, desired, plan_for
-from go_arm_lambda import cli, config, inputs, pipeline, render, report
+from go_arm_lambda import cli, config, inputs, pipeline, render, report, rollout
 from go_arm_lambda.errors import UsageError
 from go_arm_lambda.execute import DeployResult, preview
 from go_arm_lambda.rollout import describe_move
@@ -407,6 +407,19 @@ def test_an_alarm_that_does_not_exist_stops_the_plan(aws: FakeAws, tmp_path: Pat
     with pytest.raises(UsageError, match=r"CloudWatch alarm shop-eror \(eu-west-1\) does not exist"):
         deploy(aws.url, want)
     assert aws.proxy.mutating() == []
+
+
+def test_every_problem_is_listed_in_the_order_the_functions_were_given() -> None:
+    class View:  # no alias anywhere; the first function's read is the slowest
+        region = REGION
+
+        def alias(self, function: str, name: str) -> None:
+            time.sleep(0.2 if function == "slow" else 0)
+
+    specs = [config.FunctionSpec(name, f"./cmd/{name}") for name in ("slow", "fast")]
+    with pytest.raises(UsageError, match=r"^2 functions cannot be rolled back: function slow has no alias live in "
+                                         r"eu-west-1; function fast has no alias live in eu-west-1\."):
+        rollout.plan_rollback(specs, {REGION: View()}, alias="live")  # type: ignore[dict-item]
 
 
 def test_traffic_stages_and_windows() -> None:

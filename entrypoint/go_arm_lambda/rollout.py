@@ -188,19 +188,19 @@ def _plan_each(functions: Sequence[FunctionSpec], views: Mapping[str, LambdaView
                concurrency: int) -> Plan:
     """Reads and plans every (region, function) side by side; every problem is reported, before any write."""
     pairs = [(spec, views[region]) for region in views for spec in functions]
-    problems: list[UserError] = []
 
-    def one(pair: tuple[FunctionSpec, LambdaView]) -> FunctionPlan | None:
+    def one(pair: tuple[FunctionSpec, LambdaView]) -> FunctionPlan | UserError:
         try:
             return plan_one(*pair)
         except UserError as exc:
-            problems.append(exc)
-            return None
+            return exc
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         planned = list(pool.map(one, pairs))
-    raise_problems(problems, verb)
-    return Plan(tuple(RegionPlan(region, (), tuple(fp for fp in planned if fp and fp.region == region))
+    # In the order of the regions and functions given, not in the order the reads happened to finish.
+    raise_problems([p for p in planned if isinstance(p, UserError)], verb)
+    return Plan(tuple(RegionPlan(region, (), tuple(fp for fp in planned
+                                                   if isinstance(fp, FunctionPlan) and fp.region == region))
                       for region in views), None, alias)
 
 
