@@ -119,6 +119,16 @@ def test_chunked_plain_response_is_reassembled(api: RuntimeApiEmulator) -> None:
     assert api.state.outcome is not None and json.loads(api.state.outcome.body) == {"a": 1}
 
 
+def test_a_negative_chunk_size_is_a_400_at_once(api: RuntimeApiEmulator) -> None:
+    """int() takes "-1", and read(-1) would wait for the end of the connection, which the client keeps open."""
+    host, port = api.address.split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(f"POST {API_PREFIX}invocation/{api.request_id}/response HTTP/1.1\r\nHost: x\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n-1\r\n{}\r\n0\r\n\r\n".encode())
+        assert sock.recv(100).startswith(b"HTTP/1.1 400")
+    assert api.state.outcome is None
+
+
 def test_second_next_blocks_until_stop_and_stop_does_not_hang() -> None:
     emulator = RuntimeApiEmulator(b"{}").__enter__()
     with urllib.request.urlopen(url(emulator, "invocation/next"), timeout=5) as resp:

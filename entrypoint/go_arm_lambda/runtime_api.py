@@ -251,7 +251,9 @@ def _read_body(handler: BaseHTTPRequestHandler, limit: int) -> tuple[bytes, dict
         try:
             size = int(line.split(b";", 1)[0].strip(), 16)
         except ValueError:
-            raise ValueError(f"bad chunk size line {line[:40]!r}") from None
+            size = -1
+        if size < 0:  # int() takes "-1", and read(-1) would wait for the connection's end
+            raise ValueError(f"bad chunk size line {line[:40]!r}")
         if size == 0:
             break
         total += size
