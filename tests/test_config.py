@@ -324,3 +324,17 @@ def test_load_event_rejects_a_file_that_is_not_json(tmp_path: Path) -> None:
     bad.write_bytes(b"\xff\xfe not json")
     with pytest.raises(UsageError, match=f"event file '{bad}' is not valid JSON"):
         config.load_event(f"@{bad}")
+
+
+def test_promote_and_rollback_do_not_read_a_smoke_event_they_never_send(tmp_path: Path) -> None:
+    """A config file shared with the build jobs may name an event file only they have: a rollback must not be
+    refused over it."""
+    (tmp_path / config.CONFIG_FILE_NAME).write_text('smoke-event = "@events/missing.json"\n')
+    given = {"source": str(tmp_path), "functions": ["hello=./cmd/hello"], "regions": ["eu-west-1"], "alias": "live"}
+    assert config.load(given, env={}, command="rollback").smoke_event == "@events/missing.json"
+    assert config.load({**given, "promote_from": "beta"}, env={}, command="promote").alias == "live"
+    with pytest.raises(UsageError, match=r"event file 'events/missing\.json' does not exist"):
+        config.load({**given, "publish": True}, env={})
+    # promote's check still sends the smoke event when it has none of its own: read and checked then
+    with pytest.raises(UsageError, match="does not exist"):
+        config.load({**given, "promote_from": "beta", "check_deployed": True}, env={}, command="promote")

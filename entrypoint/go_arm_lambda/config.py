@@ -397,8 +397,9 @@ def _check_together(cfg: Config, command: str, origin: Mapping[str, str]) -> Non
 def _events_read(cfg: Config, command: str, origin: Mapping[str, str]) -> dict[str, str]:
     """The events this run sends, read and checked once, here: an @FILE is replaced by the JSON it held, so the
     smoke runner and the deployed-version check send exactly the bytes that were checked, without reading the
-    file again (a text that is not UTF-8 stays as given: its bytes would not survive the round trip)."""
-    keys = ["smoke_event"] if cfg.smoke else []
+    file again (a text that is not UTF-8 stays as given: its bytes would not survive the round trip). promote
+    and rollback build nothing, so they send no smoke event (unless as the check's)."""
+    keys = ["smoke_event"] if cfg.smoke and command not in inputs.MOVES else []
     if cfg.check_deployed and command in inputs.ROLLOUT:
         keys.append("check_event" if cfg.check_event is not None else "smoke_event")
     read = {}
