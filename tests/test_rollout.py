@@ -18,6 +18,7 @@ from go_arm_lambda import cli, config, inputs, pipeline, render, report, rollout
 from go_arm_lambda.errors import UsageError
 from go_arm_lambda.execute import DeployResult, preview
 from go_arm_lambda.rollout import describe_move
+from go_arm_lambda.steps import AliasState, DeployConfig
 from lambdainvoke import runnable_artifacts
 
 ALIASES = r"/functions/[^/]+/aliases"
@@ -420,6 +421,16 @@ def test_every_problem_is_listed_in_the_order_the_functions_were_given() -> None
     with pytest.raises(UsageError, match=r"^2 functions cannot be rolled back: function slow has no alias live in "
                                          r"eu-west-1; function fast has no alias live in eu-west-1\."):
         rollout.plan_rollback(specs, {REGION: View()}, alias="live")  # type: ignore[dict-item]
+
+
+def test_a_gradual_shift_from_latest_is_refused_in_the_users_words() -> None:
+    cfg = DeployConfig.of(config.Config(regions=(REGION,), publish=True, alias="live",
+                                        traffic=traffic("canary:10:5m")))
+    on_latest = AliasState("live", "arn:live", "$LATEST")
+    for surface, fix in (("deploy", "--traffic all-at-once"), ("action", "traffic: all-at-once")):
+        with config.speaking_to(surface), pytest.raises(UsageError) as info:
+            rollout.release_steps(cfg, REGION, "shop", None, on_latest, changed=True, event=None)
+        assert "points at $LATEST" in info.value.what and info.value.fix.endswith(f"or use {fix}")
 
 
 def test_traffic_stages_and_windows() -> None:

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from go_arm_lambda.aws import AwsTimeout
-from go_arm_lambda.config import FunctionSpec
+from go_arm_lambda.config import FunctionSpec, say
 from go_arm_lambda.errors import CheckFailed, RolledBack, UsageError, UserError, raise_problems
 from go_arm_lambda.lambda_api import LambdaView, LambdaWriter
 from go_arm_lambda.report import CheckReport, TrafficStep
@@ -72,7 +72,7 @@ def release_steps(config: DeployConfig, region: str, function: str, version: str
         if alias_now.function_version == "$LATEST":
             raise UsageError(f"alias {alias} of {function} in {region} points at $LATEST, and traffic shifts only "
                              "between published versions",
-                             "point the alias at a published version first, or use --traffic all-at-once")
+                             f"point the alias at a published version first, or use {say('traffic', 'all-at-once')}")
         steps.append(ShiftTraffic(region, function, alias, alias_now.function_version, version, config.traffic,
                                   config.alarms, alias_now.revision_id))
     else:
