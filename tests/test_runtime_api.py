@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from go_arm_lambda import limits
-from go_arm_lambda.runtime_api import API_PREFIX, RuntimeApiEmulator
+from go_arm_lambda.runtime_api import API_PREFIX, MAX_BODY, RuntimeApiEmulator
 
 
 @pytest.fixture
@@ -223,3 +223,15 @@ def test_an_announced_oversized_response_is_answered_413_before_its_body_is_sent
             "errorMessage": "Exceeded maximum allowed payload size (6291556 bytes).",
             "errorType": "RequestEntityTooLarge"}
         assert api.state.outcome is not None and api.state.outcome.error_payload() == TOO_LARGE
+
+
+def test_an_oversized_error_is_answered_413_with_the_limit_it_passed(api: RuntimeApiEmulator) -> None:
+    host, port = api.address.split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(f"POST {API_PREFIX}invocation/{api.request_id}/error HTTP/1.1\r\nHost: x\r\n"
+                     f"Content-Length: {MAX_BODY + 1}\r\n\r\n".encode())
+        answer = sock.makefile("rb").read()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413") and json.loads(body)["errorMessage"] == (
+        f"Exceeded maximum allowed payload size ({MAX_BODY} bytes).")
+    assert api.state.outcome is None

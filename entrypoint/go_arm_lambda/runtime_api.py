@@ -180,7 +180,7 @@ def _make_handler(api: RuntimeApiEmulator) -> type[BaseHTTPRequestHandler]:
                 # As Lambda does: refused once the limit is passed, without reading the rest, and the
                 # invocation fails with Function.ResponseSizeTooLarge at once, not at the timeout.
                 self.close_connection = True
-                size = f"{limits.MAX_RESPONSE} bytes"
+                size = f"{limit} bytes"  # Lambda's for a response, ours (MAX_BODY) for an error
                 if kind == "response":
                     api._record(Posted("error", _api_error(TOO_LARGE, "Response payload size exceeded maximum "
                                                            f"allowed payload size ({size})."),
