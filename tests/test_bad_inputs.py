@@ -311,6 +311,7 @@ ACTION_ROWS: dict[str, Row] = {
         A(functions="arn:aws:lambda:us-east-1:123456789012:function:hello=./cmd/hello"), 2,
         "deploy it with regions: us-east-1"),
     "traffic without alias": Row(A(traffic="linear:20:1m"), 2, "give publish-version: true and alias: live"),
+    "alarms without traffic": Row(A(alarms="errors"), 2, "and traffic: all-at-once shifts none"),
     "check event names the input": Row(A(check_deployed="true", check_event="{"), 2,
                                        "input check-event is not valid JSON"),
     "config file missing": Row(A(config="none.toml"), 2, "does not exist. point the config input at a TOML file"),

@@ -286,7 +286,7 @@ def check_rollout_inputs(*, command: str, alias: str | None, promote_from: str |
                          f"give {say('publish', 'true')} and {say('alias', 'live')}, or "
                          f"{say('traffic', 'all-at-once')}")
     if alarms and not gradual:
-        raise UsageError("alarms are watched while traffic shifts, and --traffic all-at-once shifts none",
+        raise UsageError(f"alarms are watched while traffic shifts, and {say('traffic', 'all-at-once')} shifts none",
                          f"give {say('traffic', 'canary:10:5m')} (or linear:PERCENT:DURATION), or leave the "
                          "alarms out")
     if check_options and not check_deployed and command != "rollback":
