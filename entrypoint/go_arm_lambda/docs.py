@@ -157,13 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="rewrite the stale sections in place")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="the repository (default: .)")
     args = parser.parse_args(argv)
-    for section in stale(args.root):
+    found = stale(args.root)
+    for section in found:
         if args.write:
             section.write(args.root)
             print(f"updated {section.file}: {section.name}")
         else:
             print(f"stale: {section.file}: {section.name} (run {COMMAND})")
-    return 0 if args.write or not stale(args.root) else 1
+    return 0 if args.write or not found else 1
 
 
 if __name__ == "__main__":
