@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -211,6 +210,8 @@ def _zygote_main(socket_fd: int) -> int:
     """Fork a reaper per request until the runner is gone (its end of the socket closed). Not
     PR_SET_PDEATHSIG: that fires when the *thread* that started us ends, and the runner starts us from whichever
     of its threads comes first. We are single-threaded, so forking is safe here as it is not in the runner."""
+    import ctypes  # noqa: F401  for the reapers' _prctl: loaded once here, not in each fork (nor by the runner)
+
     sock = socket.socket(fileno=socket_fd)
     # Reaper pid -> its status pipe, closed once the reaper is reaped: only then does the runner see the pipe
     # end, as Popen's wait() returns only once its child is reaped.
@@ -266,6 +267,8 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def _prctl(option: int, value: int) -> None:
+    import ctypes  # only reapers call this: the runner's start-up does without ctypes
+
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(option, value, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
