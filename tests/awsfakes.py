@@ -405,33 +405,36 @@ class FakeAws:
 
 
 @contextlib.contextmanager
-def standalone() -> Iterator[FakeAws]:
-    """moto behind a fresh proxy outside pytest, for the benchmarks; test credentials in the environment."""
+def _moto() -> Iterator[str]:
+    """A moto server on 127.0.0.1, quiet; its URL."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    proxy = FaultProxy(f"http://{host}:{port}")
     try:
-        yield FakeAws(f"http://{host}:{port}", proxy)
+        yield f"http://{host}:{port}"
     finally:
-        proxy.close()
         server.stop()
+
+
+@contextlib.contextmanager
+def standalone() -> Iterator[FakeAws]:
+    """moto behind a fresh proxy outside pytest, for the benchmarks; test credentials in the environment."""
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
+    with _moto() as url:
+        proxy = FaultProxy(url)
+        try:
+            yield FakeAws(url, proxy)
+        finally:
+            proxy.close()
 
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with _moto() as url:
+        yield url
 
 
 def reset_moto(moto_url: str) -> None:
