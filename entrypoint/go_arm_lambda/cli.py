@@ -184,7 +184,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     flags = _flags(args)
     for path in args.binaries:  # all of them before any verdict: a typo is bad input, not a failed binary
         config.check_regular_file(path, f"binary {str(path)!r}", "give the path of a built binary")
-    verdicts = [verify.verify_path(p, pipeline.verify_policy(flags)) for p in args.binaries]
+    policy = pipeline.verify_policy(flags)
+    verdicts = [verify.verify_path(p, policy) for p in args.binaries]
     if flags.json:
         _print_json([v.to_json() for v in verdicts])
     else:
