@@ -395,14 +395,14 @@ def _roll_back(shift: Shift, why: str, at: float) -> None:
             return
         shift.revision_id = moved.revision_id
         shift.taken.append({"percent": 0.0, "version": shift.version, "at": round(at, 3)})
-    shift.alias_version, shift.rolled_back = step.current_version, True
-    if shift.error is None:
+    shift.alias_version = step.current_version
+    # A shift that failed on its own stays failed: the rollback only cleaned up after it.
+    shift.rolled_back = shift.error is None
+    if shift.rolled_back:
         shift.error = RolledBack(f"{why} during the traffic shift of {step.target} in {step.region} (at {share} "
                                  f"on version {shift.version}): alias {step.alias} is back on version "
                                  f"{step.current_version}", "look at the alarm and the new version's logs, fix "
                                  "it and deploy again")
-    else:
-        shift.rolled_back = False  # the shift failed on its own; the rollback only cleaned up after it
 
 
 def _share(shift: Shift) -> str:
