@@ -338,3 +338,12 @@ def test_promote_and_rollback_do_not_read_a_smoke_event_they_never_send(tmp_path
     # promote's check still sends the smoke event when it has none of its own: read and checked then
     with pytest.raises(UsageError, match="does not exist"):
         config.load({**given, "promote_from": "beta", "check_deployed": True}, env={}, command="promote")
+
+
+def test_a_key_the_file_cannot_set_is_named_as_this_runs_user_gives_it(tmp_path: Path) -> None:
+    (tmp_path / config.CONFIG_FILE_NAME).write_text('source = "/elsewhere"\n')
+    for surface, fix in (("build", "give it as --source instead"),
+                         ("action", "give it as the working-directory input instead")):
+        with pytest.raises(UsageError) as info, config.speaking_to(surface):
+            config.read_config_file(tmp_path / config.CONFIG_FILE_NAME)
+        assert info.value.fix == fix

@@ -307,9 +307,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
             raise UsageError(f"config file {path}: unknown key {k!r}", f"use one of: {known}")
         row = FIELDS[key]
         if not row.in_file:  # the file's own location, or the directory that holds it
-            given = " or ".join(f"`{n}`" for n in (row.cli_flag, row.action_name and f"the {row.action_name} input")
-                                if n)
-            raise UsageError(f"config file {path}: {k!r} cannot be set in the file", f"give it as {given} instead")
+            raise UsageError(f"config file {path}: {k!r} cannot be set in the file", f"give it as {say(key)} instead")
         raw[key] = (v, f"{path}: {k}")
     return raw
 
