@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from awsfakes import FAST, REGION, FakeAws, artifacts, desired
+from awsfakes import FAST, REGION, FakeAws, artifacts, deploy, desired
 from go_arm_lambda import config
 from go_arm_lambda.aws import (
     CONTROL_PLANE,
@@ -151,8 +151,7 @@ def test_retry_after_holds_back_the_regions_control_plane_calls(aws: FakeAws, tm
     fault.headers["Retry-After"] = "1"
     aws.proxy.latency = 0.05
 
-    result = execute(make_plan(desired(artifacts(tmp_path, names)), {REGION: LambdaView(session := make_session(
-        aws.url, timing=FAST), REGION)}), {REGION: LambdaWriter(session, REGION)})
+    result = deploy(aws.url, desired(artifacts(tmp_path, names)))
 
     assert result.ok, result.all_errors()
     [throttled] = [r for r in aws.proxy.requests if r.status == 429]
