@@ -371,14 +371,15 @@ def _check_together(cfg: Config, command: str, origin: Mapping[str, str]) -> Non
         if spec.short_name in seen:
             raise UsageError(f"function {spec.short_name!r} is listed twice", "list each function once")
         seen.add(spec.short_name)
+    # promote and rollback point aliases at versions that are published already
+    publish = cfg.publish or command in inputs.MOVES
     limits.check_deploy_inputs(functions=[f.name for f in cfg.functions], regions=cfg.regions,
                                layer_name=cfg.layer_name, layer_mode=cfg.layer_mode,
-                               principals=cfg.layer_permissions, alias=cfg.alias,
-                               # promote and rollback point aliases at versions that are published already
-                               publish=cfg.publish or command in inputs.MOVES, bucket=cfg.s3_bucket, say=say)
+                               principals=cfg.layer_permissions, alias=cfg.alias, publish=publish,
+                               bucket=cfg.s3_bucket, say=say)
     given = [say(key) for key in ("check_event", "check_expect") if getattr(cfg, key) is not None]
     limits.check_rollout_inputs(command=command, alias=cfg.alias, promote_from=cfg.promote_from,
-                                publish=cfg.publish or command in inputs.MOVES, gradual=cfg.traffic.gradual,
+                                publish=publish, gradual=cfg.traffic.gradual,
                                 alarms=cfg.alarms, check_deployed=cfg.check_deployed, check_options=given, say=say)
     if cfg.go != Config.go and shutil.which(cfg.go) is None:
         why = ("does not exist" if not os.path.lexists(cfg.go) else "is not an executable file") if os.sep in cfg.go \
