@@ -140,8 +140,6 @@ def test_functions_lines_allow_spaces_and_comments(tmp_path: Path) -> None:
 
 
 def test_a_flag_turns_off_a_switch_the_file_turned_on(tmp_path: Path) -> None:
-    from go_arm_lambda import cli
-
     (tmp_path / config.CONFIG_FILE_NAME).write_text("publish = true\ndry-run = true\ncgo = true\n")
     args = cli.build_parser().parse_args(["deploy", "--no-publish", "--no-dry-run", "--no-cgo", "--no-smoke"])
     cfg = config.load({**cli._given(args), "source": str(tmp_path)}, env={})
