@@ -465,6 +465,7 @@ def test_a_damaged_deflated_entry_is_refused_not_extracted(tmp_path: Path, damag
      "holds 'a/b', which cannot be extracted: a file and a directory in it share a path"),
     ([("a/", b"", 0o40755), ("a/b", b"y", 0o100755), ("a/b/c", b"z", 0o100755)],
      "holds 'a/b/c', which cannot be extracted: a file and a directory in it share a path"),
+    ([("ln", b"a\0b", 0o120777)], "holds 'ln', which cannot be extracted: its link target holds a NUL byte"),
 ])
 def test_extract_names_an_entry_this_file_system_cannot_hold(tmp_path: Path, entries: list[tuple[str, bytes, int]],
                                                                says: str) -> None:

@@ -291,6 +291,8 @@ def _extract_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, root: Path, zip_p
     target.parent.mkdir(parents=True, exist_ok=True)
     if stat.S_ISLNK(mode):
         link = zf.read(info).decode()
+        if "\0" in link:  # no file system holds it; Python's path functions raise ValueError on it
+            raise OSError(errno.EINVAL, "its link target holds a NUL byte")
         if os.path.isabs(link) or not (target.parent / link).resolve().is_relative_to(root):
             raise UsageError(f"{str(zip_path)!r} holds a symlink {name!r} -> {link!r} outside it",
                              "ship the file itself instead of a link")
