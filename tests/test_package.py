@@ -459,6 +459,24 @@ def test_a_damaged_deflated_entry_is_refused_not_extracted(tmp_path: Path, damag
     assert not (tmp_path / "bad/fn").exists()
 
 
+@pytest.mark.parametrize(("field", "value", "says"), [
+    (6, 1, "holds 'fn' encrypted, which Lambda cannot unzip. rebuild the zip without a password"),
+    (8, 99, "is damaged (That compression method is not supported). package the function again"),
+])
+def test_extract_refuses_an_encrypted_entry_or_an_unknown_method_in_one_line(tmp_path: Path, field: int, value: int,
+                                                                              says: str) -> None:
+    zpath = foreign_zip(tmp_path / "f.zip", [("fn", b"hello", 0o100755)])
+    raw = bytearray(zpath.read_bytes())
+    central = raw.index(b"PK\1\2")
+    for at in (field, central + field + 2):  # the flags or the method, in the local header and the directory
+        raw[at:at + 2] = value.to_bytes(2, "little")
+    zpath.write_bytes(bytes(raw))
+    with pytest.raises(UsageError) as info:
+        extract_zip(zpath, tmp_path / "out")
+    assert str(info.value) == f"'{zpath}' {says}"
+    assert not (tmp_path / "out/fn").exists()
+
+
 @pytest.mark.parametrize(("entries", "says"), [
     ([("x" * 300, b"x", 0o100755)], f"holds '{'x' * 300}', which cannot be extracted: File name too long"),
     ([("a", b"x", 0o100755), ("a/b", b"y", 0o100755)],

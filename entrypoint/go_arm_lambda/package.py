@@ -246,7 +246,9 @@ def extract_zip(zip_path: Path, dest: Path, sources: Mapping[str, Path] | None =
     """
     try:
         _extract(zip_path, dest.resolve(), sources or {})
-    except (zipfile.BadZipFile, zlib.error, deflate.DeflateError, EOFError, UnicodeDecodeError) as exc:
+    # NotImplementedError: zipfile's word for a compression method it does not know.
+    except (zipfile.BadZipFile, zlib.error, deflate.DeflateError, EOFError, UnicodeDecodeError,
+            NotImplementedError) as exc:
         raise UsageError(f"{str(zip_path)!r} is damaged ({exc})", "package the function again") from None
 
 
@@ -268,6 +270,9 @@ def _extract(zip_path: Path, root: Path, sources: Mapping[str, Path]) -> None:
             if name.rstrip("/") in seen:  # a second copy could re-point a link already checked
                 raise UsageError(f"{str(zip_path)!r} holds {name!r} twice", "rebuild the zip")
             seen.add(name.rstrip("/"))
+            if info.flag_bits & _ENCRYPTED:  # zipfile would raise RuntimeError, asking for the password
+                raise UsageError(f"{str(zip_path)!r} holds {name!r} encrypted, which Lambda cannot unzip",
+                                 "rebuild the zip without a password")
             try:
                 _extract_entry(zf, info, root, zip_path, sources.get(name))
             except OSError as exc:  # a name too long for this file system, "a" then "a/b", ...
@@ -299,7 +304,7 @@ def _extract_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, root: Path, zip_p
         target.symlink_to(link)
         return
     if not _copy_same(info, source, target):
-        if info.compress_type == zipfile.ZIP_DEFLATED and not info.flag_bits & _ENCRYPTED:
+        if info.compress_type == zipfile.ZIP_DEFLATED:
             target.write_bytes(_inflate(zip_path, info))
         else:
             with zf.open(info) as src, target.open("wb") as out:
