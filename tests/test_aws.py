@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +12,9 @@ import pytest
 
 from awsfakes import FAST, REGION, FakeAws, artifacts, deploy, desired, plan_for, reset_moto, set_moto_auth
 from go_arm_lambda import config, inputs, pipeline
-from go_arm_lambda.aws import make_session
+from go_arm_lambda.aws import AwsTimeout, make_session
 from go_arm_lambda.errors import AwsError, UserError
-from go_arm_lambda.lambda_api import LambdaView, upload_layer
+from go_arm_lambda.lambda_api import LambdaView, LambdaWriter, upload_layer
 from go_arm_lambda.steps import DeployRun
 from lambdainvoke import runnable_artifacts
 
@@ -97,6 +99,38 @@ def test_a_layer_version_that_is_gone_or_not_ours_to_read_is_none(aws: FakeAws) 
                       message="not authorized", times=100)
     assert view.layer_version(arn) is None
     assert [r.status for r in aws.proxy.matching("GET", r"shared/versions/\d$")] == [200, 404, 403]
+
+
+def test_an_invoke_whose_payload_stops_coming_is_a_timeout(aws: FakeAws) -> None:
+    """The answer's headers came, its payload never finishes: AwsTimeout within the time allowed, sent once."""
+    done = threading.Event()
+    posts: list[str] = []
+
+    class Stalls(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posts.append(self.path)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b'{"ok": ')
+            self.wfile.flush()
+            done.wait(10)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stalls)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    try:
+        writer = LambdaWriter(make_session(f"http://127.0.0.1:{server.server_address[1]}", timing=FAST), REGION)
+        with pytest.raises(AwsTimeout, match=r"^Invoke for function orders:1 in eu-west-1: the connection failed"):
+            writer.invoke("orders", "1", b"{}", timeout=0.3)
+        assert posts == ["/2015-03-31/functions/orders/invocations?Qualifier=1"]
+    finally:
+        done.set()
+        server.shutdown()
+        server.server_close()
 
 
 def test_missing_bucket_is_a_clear_error(aws: FakeAws, tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 import botocore.parsers
+import botocore.response
 from botocore.retries.adaptive import RateClocker
 from botocore.retries.throttling import CubicCalculator
 
@@ -322,6 +323,9 @@ def _answer(value: Any, call: str) -> Any:
         return Answer(value, call)
     if isinstance(value, list):
         return [_answer(v, call) for v in value]
+    if isinstance(value, botocore.response.StreamingBody):  # Invoke's Payload
+        # Read within the call: a body cut off or stalled is then one AwsError (AwsTimeout) like any other.
+        return value.read()
     return value
 
 
