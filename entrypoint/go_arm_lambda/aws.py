@@ -60,6 +60,8 @@ _AGAIN_FIX = "fix the cause above and run the deploy again"
 _CREDENTIALS_FIX = ("configure AWS credentials (aws-actions/configure-aws-credentials, AWS_ACCESS_KEY_ID and "
                     "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)")
 IAM_POLICY_FIX = "grant it to the deploying role (see the minimal IAM policy in the README)"
+# The fix of every AwsChanged: a RevisionId precondition (or a create) found someone else's change.
+CHANGED_FIX = "run again: nothing was overwritten, and the new run plans from what is there now"
 
 
 class AwsNotFound(AwsError):
@@ -400,7 +402,7 @@ def _client_error(exc: botocore.exceptions.ClientError, operation: str, what: st
                         f"check the name and {say('regions')}, or create it first")
     if code == "PreconditionFailedException" or status == 412:
         return AwsChanged(f"{what} in {region} changed since the plan was read (AWS refused {operation}: {code})",
-                          "run again: nothing was overwritten, and the new run plans from what is there now")
+                          CHANGED_FIX)
     summary = f"{operation} for {what} in {region} failed: {code}: {message}"
     if code in _CONFLICT_CODES and operation not in _CONFLICT_MEANS_BUSY:
         return AwsConflict(summary, _AGAIN_FIX)

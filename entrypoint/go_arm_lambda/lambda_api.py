@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from go_arm_lambda import progress
 from go_arm_lambda.aws import (
+    CHANGED_FIX,
     Answer,
     Aws,
     AwsChanged,
@@ -312,9 +313,7 @@ class LambdaWriter:
             except AwsConflict:  # it exists: created by our lost attempt, or by someone since the plan
                 if (state := as_asked()) is not None:
                     return state
-                raise AwsChanged(f"{what} in {self.region} was created since the plan was read",
-                                 "run again: nothing was overwritten, and the new run plans from what is there now"
-                                 ) from None
+                raise AwsChanged(f"{what} in {self.region} was created since the plan was read", CHANGED_FIX) from None
         try:
             return _alias_state(self._write("UpdateAlias", what, **params, **_revision(revision_id)))
         except AwsChanged as exc:
