@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import json
 import os
 import re
@@ -436,14 +437,26 @@ def check_event(data: bytes, what: str) -> None:
     if len(data) > limits.MAX_EVENT:
         raise UsageError(f"{what} is larger than {limits.MAX_EVENT:,} bytes, Lambda's limit for an invocation payload",
                          "give a smaller event")
+    problem = _json_problem(data)
+    if problem == "too deep":
+        raise UsageError(f"{what} nests arrays or objects too deeply for a JSON reader",
+                         "give an event with a sane depth, as Lambda's own runtimes need to parse it")
+    if problem is not None:
+        raise UsageError(f"{what} is not valid JSON ({problem})",
+                         "give a JSON document, e.g. {\"name\": \"Ada\"}, or @FILE naming a JSON file")
+
+
+@functools.lru_cache(maxsize=4)
+def _json_problem(data: bytes) -> str | None:
+    """Why `data` is not JSON; None when it is. Remembered: config.load checks the run's events, and the smoke
+    runner checks its event again for each of 200 functions, up to 6 MB each time."""
     try:
         json.loads(data)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both
-        raise UsageError(f"{what} is not valid JSON ({exc})",
-                         "give a JSON document, e.g. {\"name\": \"Ada\"}, or @FILE naming a JSON file") from None
+        return str(exc)
     except RecursionError:  # Python's parser is recursive: 100,000 nested arrays exhaust the stack
-        raise UsageError(f"{what} nests arrays or objects too deeply for a JSON reader",
-                         "give an event with a sane depth, as Lambda's own runtimes need to parse it") from None
+        return "too deep"
+    return None
 
 
 def read_input_file(path: Path, what: str, fix: str, limit: int, limit_name: str) -> bytes:
