@@ -144,9 +144,8 @@ def _write_report(path: Path, doc: Any) -> UserError | None:
     try:
         pipeline.write_report(path, doc)
     except OSError as exc:
-        failing = exc.filename2 or exc.filename  # may be a parent directory, or the temporary file
-        # A parent directory is worth naming; the temporary file beside the report is a name the user never gave.
-        shown = failing is not None and Path(failing).parent != path.parent
+        failing = exc.filename2 or exc.filename  # the report, or a parent directory of it, worth naming
+        shown = failing is not None and Path(failing) != path
         where = f"{failing}: " if shown else ""
         err = UserError(f"cannot write the report to {path} ({where}{exc.strerror or exc})",
                         "make sure its directory exists or can be created, and can be written")

@@ -21,7 +21,6 @@ import re
 import shutil
 import stat
 import struct
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -32,6 +31,7 @@ from typing import Protocol
 
 import deflate
 
+from go_arm_lambda import cache
 from go_arm_lambda.errors import PackageError, UsageError
 from go_arm_lambda.limits import MAX_UNZIPPED, MAX_ZIP_IN_REQUEST, check_handler
 
@@ -146,9 +146,6 @@ def write_zip(out_zip: Path, files: Mapping[str, bytes]) -> Artifact:
     if len(names) > _MAX_ENTRIES:
         raise PackageError(f"{len(names):,} files are more than a zip without zip64 holds ({_MAX_ENTRIES:,})",
                            "put fewer files in one zip")
-    out_zip.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=out_zip.parent, prefix=f".{out_zip.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
     digest = hashlib.sha256()
     size = 0
 
@@ -159,32 +156,25 @@ def write_zip(out_zip: Path, files: Mapping[str, bytes]) -> Artifact:
             digest.update(chunk)  # hashed as written: the zip is never read back
             size += len(chunk)
 
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            central: list[bytes] = []
-            for name in names:
-                data = files[name]
-                _check_zip32(len(data), f"{name!r} is")  # before compressing what could never be written
-                try:
-                    encoded, flags = name.encode("ascii"), 0
-                except UnicodeEncodeError:
-                    encoded, flags = name.encode(), _UTF8_NAME
-                compressed = deflate.deflate_compress(data, COMPRESS_LEVEL)
-                # Where the next header or the directory would start; also bounds the compressed size.
-                _check_zip32(size + _LOCAL.size + len(encoded) + len(compressed), f"{str(out_zip)!r} would be")
-                fields = (flags, _DEFLATED, _DOS_TIME, _DOS_DATE, deflate.crc32(data), len(compressed), len(data))
-                central.append(_CENTRAL.pack(b"PK\1\2", _VERSION, UNIX, _VERSION, 0, *fields, len(encoded),
-                                             0, 0, 0, 0, EXEC_ATTR, size) + encoded)
-                put(_LOCAL.pack(b"PK\3\4", _VERSION, *fields, len(encoded), 0), encoded, compressed)
-            start = size
-            put(*central)
-            put(_END.pack(b"PK\5\6", 0, 0, len(central), len(central), size - start, start, 0))
-        # mkstemp makes 0600; a build output is for anyone to read, whatever the umask of the moment.
-        tmp.chmod(0o644)
-        tmp.replace(out_zip)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with cache.atomic_file(out_zip) as raw:
+        central: list[bytes] = []
+        for name in names:
+            data = files[name]
+            _check_zip32(len(data), f"{name!r} is")  # before compressing what could never be written
+            try:
+                encoded, flags = name.encode("ascii"), 0
+            except UnicodeEncodeError:
+                encoded, flags = name.encode(), _UTF8_NAME
+            compressed = deflate.deflate_compress(data, COMPRESS_LEVEL)
+            # Where the next header or the directory would start; also bounds the compressed size.
+            _check_zip32(size + _LOCAL.size + len(encoded) + len(compressed), f"{str(out_zip)!r} would be")
+            fields = (flags, _DEFLATED, _DOS_TIME, _DOS_DATE, deflate.crc32(data), len(compressed), len(data))
+            central.append(_CENTRAL.pack(b"PK\1\2", _VERSION, UNIX, _VERSION, 0, *fields, len(encoded),
+                                         0, 0, 0, 0, EXEC_ATTR, size) + encoded)
+            put(_LOCAL.pack(b"PK\3\4", _VERSION, *fields, len(encoded), 0), encoded, compressed)
+        start = size
+        put(*central)
+        put(_END.pack(b"PK\5\6", 0, 0, len(central), len(central), size - start, start, 0))
     return Artifact(out_zip, digest.hexdigest(), size, sum(len(data) for data in files.values()))
 
 
