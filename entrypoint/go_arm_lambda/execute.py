@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from go_arm_lambda import progress, rollout
-from go_arm_lambda.aws import AwsChanged
+from go_arm_lambda.aws import CHANGED_FIX, AwsChanged
 from go_arm_lambda.errors import InternalError, RolledBack, UserError
 from go_arm_lambda.lambda_api import LambdaWriter
 from go_arm_lambda.report import CheckReport, DeployReport, FunctionDeploy, Status, TrafficStep
@@ -272,7 +272,7 @@ def _settled(run: _Run, fp: FunctionPlan, state: FunctionState) -> None:
     if not state.same_as(fp.current):
         raise AwsChanged(f"function {fp.name} in {fp.region} changed since the plan was read (the update in "
                          "progress then finished with other code or settings)",
-                         "run again: nothing was overwritten, and the new run plans from what is there now")
+                         CHANGED_FIX)
     run.revision = state.revision_id
 
 
