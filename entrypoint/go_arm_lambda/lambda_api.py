@@ -340,8 +340,7 @@ class LambdaWriter:
         out = self.aws.call("lambda", self.region, "Invoke", f"function {function}:{qualifier}", timeout=timeout,
                             FunctionName=function, Qualifier=qualifier, LogType="Tail", Payload=payload)
         log = base64.b64decode(out.get("LogResult") or "").decode("utf-8", "replace")
-        return InvokeAnswer(int(out["StatusCode"]), out.get("FunctionError"), out["Payload"], log,
-                            out.get("ExecutedVersion"))
+        return InvokeAnswer(int(out["StatusCode"]), out.get("FunctionError"), out["Payload"], log)
 
 
 def _code(source: CodeSource) -> dict[str, Any]:

@@ -75,7 +75,6 @@ class InvokeAnswer:
     function_error: str | None  # "Unhandled"
     payload: bytes
     log_tail: str  # X-Amz-Log-Result decoded: the last 4 KB of the invocation's log
-    executed_version: str | None
 
 
 @dataclass(frozen=True)
