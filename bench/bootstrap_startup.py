@@ -53,7 +53,7 @@ def time_to_first_request(argv: list[str], env: dict[str, str], listener: socket
     """Milliseconds from spawning `argv` to the first invocation/next request on `listener` (which has a
     timeout set: the wait for the connection and for the request each end there)."""
     started = time.perf_counter()
-    child = proc.start(argv, env=env)
+    child = proc.start(argv, env=env, grace=0)
     request = b""
     arrived: float | None = None
     try:
@@ -71,7 +71,7 @@ def time_to_first_request(argv: list[str], env: dict[str, str], listener: socket
     finally:
         # The one place the child is stopped and reaped, whichever way the wait ended: by its reaper, which
         # takes down whatever it started.
-        proc.stop(child, grace=0)
+        proc.stop(child)
         with child.stdout, child.stderr:
             err = child.stderr.read()  # to its end at once: nothing that could still write it is left
     if arrived is None:

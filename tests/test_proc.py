@@ -62,7 +62,7 @@ def started(argv: list[str], **kwargs: object) -> Iterator[proc.Child]:
     try:
         yield child
     finally:
-        proc.stop(child, grace=0)
+        proc.stop(child)
 
 
 @contextmanager
@@ -114,7 +114,7 @@ def test_stop_ends_a_child_deaf_to_sigterm_after_its_grace() -> None:
         child = proc.start(["sh", "-c", f"trap '' TERM; sleep {mark}1 & exec sleep {mark}2"], grace=0.5)
         assert until(lambda: len(sleeping(mark)) == 2)
         began = time.monotonic()
-        proc.stop(child, grace=0.5)
+        proc.stop(child)
         assert 0.5 <= time.monotonic() - began < 3
         assert child.returncode == -signal.SIGTERM
         assert sleeping(mark) == []

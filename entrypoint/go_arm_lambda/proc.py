@@ -72,9 +72,11 @@ class Child:
     """A `start()`ed child as the runner sees it: its output, and through its reaper the signals that stop it
     and its exit status. What the smoke runner used of Popen, for a reaper that is the zygote's child, not ours."""
 
-    def __init__(self, args: list[str], pid: int, status: BinaryIO, stdout: BinaryIO, stderr: BinaryIO) -> None:
+    def __init__(self, args: list[str], pid: int, grace: float, status: BinaryIO, stdout: BinaryIO,
+                 stderr: BinaryIO) -> None:
         self.args = args
         self.pid = pid  # the reaper's, the leader of the session and group the child starts in
+        self.grace = grace  # what its reaper gives it between SIGTERM and SIGKILL
         self.stdout = stdout
         self.stderr = stderr
         self.returncode: int | None = None
@@ -135,7 +137,7 @@ def start(argv: Sequence[str | os.PathLike[str]], *, cwd: Path | None = None,
         raise
     started = json.loads(said) if said else {"errno": 0, "strerror": "the reaper exited before starting it"}
     if "pid" in started:
-        return Child(args, started["pid"], status, stdout, stderr)
+        return Child(args, started["pid"], grace, status, stdout, stderr)
     status.read()  # until the reaper is gone: a child that could not be started leaves nothing behind
     for f in (status, stdout, stderr):
         f.close()
@@ -145,14 +147,14 @@ def start(argv: Sequence[str | os.PathLike[str]], *, cwd: Path | None = None,
     raise exc
 
 
-def stop(child: Child, *, grace: float) -> None:
+def stop(child: Child) -> None:
     """Stop a `start()`ed child and everything it started: its reaper SIGTERMs all of it, SIGKILLs what is left
     after its grace, and exits. Should the reaper itself hang, it is killed with its process group."""
     if child.poll() is not None:
         return
     child.send_signal(signal.SIGTERM)
     try:
-        child.wait(timeout=grace + 5)
+        child.wait(timeout=child.grace + 5)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)

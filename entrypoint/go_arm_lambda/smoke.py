@@ -241,7 +241,7 @@ def _invoke(api: RuntimeApiEmulator, argv: list[str], env: dict[str, str], cwd: 
             timeout: float) -> SmokeResult:
     started = time.monotonic()
     try:
-        child = proc.start(argv, cwd=cwd, env=env, grace=STOP_GRACE_S)  # as stop() below: one grace
+        child = proc.start(argv, cwd=cwd, env=env, grace=STOP_GRACE_S)
     except OSError as exc:  # e.g. a bootstrap without its exec bit, or not a program at all
         return SmokeResult(False, None, f"cannot start {argv[-1]}: {exc.strerror or exc}; Lambda would "
                            "fail with Runtime.InvalidEntrypoint: store it with mode 0755 (a script needs #!)",
@@ -261,7 +261,7 @@ def _invoke(api: RuntimeApiEmulator, argv: list[str], env: dict[str, str], cwd: 
         api.wait_for(lambda: api.state.outcome is not None or child.poll() is not None, timeout)
         exited_early = child.poll() is not None
     finally:
-        proc.stop(child, grace=STOP_GRACE_S)
+        proc.stop(child)
     for t in threads:
         t.join(timeout=STOP_GRACE_S)
     outcome = api.state.outcome
