@@ -283,7 +283,7 @@ def test_changed_is_false_when_nothing_changed() -> None:
 
 
 def test_comment_body_says_what_went_where() -> None:
-    body = render.comment_body(DEPLOY, "prod", COMMIT, RUN_URL)
+    body = render.comment_body(DEPLOY, "prod", RUN_URL)
     lines = body.splitlines()
     assert lines[0] == "<!-- go-arm-lambda:comment-id=prod -->" == render.comment_marker("prod")
     assert lines[1].startswith("### ✅ go-arm-lambda deployed 3 function(s)")
@@ -297,10 +297,10 @@ def test_comment_body_says_what_went_where() -> None:
 
 
 def test_comment_on_dry_run_and_on_failure() -> None:
-    dry = render.comment_body(_dry_run(), "default", COMMIT, None)
+    dry = render.comment_body(_dry_run(), "default")
     assert "**Plan** (dry run, nothing was changed)" in dry and "| publish-layer |" in dry
     assert "workflow run" not in dry
-    failed = render.comment_body(_failure(), "default", COMMIT, RUN_URL)
+    failed = render.comment_body(_failure(), "default", RUN_URL)
     assert failed.splitlines()[1].startswith("### ❌ go-arm-lambda failed")
     assert "**What failed**\n- 1 function failed to deploy\n- `orders` (us-east-1): ResourceConflict" in failed
     assert _rows(failed, "**Functions**")[3][-1] == "failed"
@@ -310,7 +310,7 @@ def test_build_failure_before_any_deploy() -> None:
     # What the pipeline reports when the build stops it (and what the Action reports for bad inputs).
     rep = _conforms(pipeline.job_report(Config(), None, None,
                                         errors=["go build failed: cmd/orders/main.go:12:3: undefined: handler"]))
-    body = render.comment_body(rep, "default", COMMIT, RUN_URL)
+    body = render.comment_body(rep, "default", RUN_URL)
     assert body.splitlines()[1] == "### ❌ go-arm-lambda failed"
     assert "**Layer** `go-arm-lambda-bootstrap` (sha256 —)\n- not published in any region" in body
     assert "bootstrap mode" not in body
@@ -336,7 +336,7 @@ def test_huge_report_comment_is_capped_with_a_note() -> None:
     rep = _job([_state(f"fn-{i:04d}", "eu-west-1", changes=[f"handler: old-{i} -> new-{i}" * 5])
                 for i in range(1500)], layer=LAYER, errors=["x" * 5000])
     # one enormous error is shortened, not allowed to fill the comment
-    body = render.comment_body(rep, "default", COMMIT, RUN_URL)
+    body = render.comment_body(rep, "default", RUN_URL)
     assert len(body) < 65_536
     assert body.startswith(render.comment_marker("default") + "\n")
     assert body.rstrip().endswith("the job summary and the JSON report have everything._")

@@ -347,7 +347,7 @@ def _comment(cfg: config.Config, report_doc: dict[str, Any]) -> None:
             return
         server, repo, run = env.get("GITHUB_SERVER_URL"), env["GITHUB_REPOSITORY"], env.get("GITHUB_RUN_ID")
         run_url = f"{server}/{repo}/actions/runs/{run}" if server and run else None
-        body = render.comment_body(report_doc, cfg.comment_id, report_doc.get("commit"), run_url)
+        body = render.comment_body(report_doc, cfg.comment_id, run_url)
         result = ghclient.upsert_comment(cfg.github_token, env.get("GITHUB_API_URL"), repo, pr, cfg.comment_id,
                                          body, fork=ghclient.is_fork_pr(event_path, event_name))
     except GitHubError as err:

@@ -133,10 +133,10 @@ def _what_was_done(functions: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(done) + " and packaged"
 
 
-def _context_line(report: Report, commit: str | None = None, run_url: str | None = None) -> str:
+def _context_line(report: Report, run_url: str | None = None) -> str:
     parts = [f"mode `{report.get('mode', '?')}`", f"runtime `{report.get('runtime', '?')}`"]
-    if commit or report.get("commit"):
-        parts.append(f"commit {commit or report.get('commit')}")
+    if report.get("commit"):
+        parts.append(f"commit {report.get('commit')}")
     if run_url:
         parts.append(f"[workflow run]({run_url})")
     parts.append(f"go-arm-lambda {report.get('tool_version', '?')}")
@@ -369,12 +369,11 @@ def comment_marker(comment_id: str) -> str:
     return f"<!-- go-arm-lambda:comment-id={urllib.parse.quote(comment_id, safe='')} -->"
 
 
-def comment_body(report: Report, comment_id: str, commit: str | None = None,
-                 run_url: str | None = None) -> str:
+def comment_body(report: Report, comment_id: str, run_url: str | None = None) -> str:
     """The pull request comment: marker first, then what was deployed where, what changed from what, sizes,
     verify and smoke results and the commit; the plan on a dry run; what failed on a failure."""
     lines = [comment_marker(comment_id), f"### {_headline(report)}", "",
-             _context_line(report, commit, run_url), "", *_layer_lines(report), ""]
+             _context_line(report, run_url), "", *_layer_lines(report), ""]
     if report.get("functions"):
         lines.append("**Functions**")
         rows = ([f"`{f.get('name')}`", f.get("region") or "—", _code(f.get("arn")), _version_alias(f),
