@@ -528,3 +528,8 @@ def deploy(url: str, want: DesiredState, *, concurrency: int = 8, timing: Timing
     session = make_session(url, timing=timing)
     plan = make_plan(want, {r: LambdaView(session, r) for r in want.regions}, concurrency=concurrency)
     return execute(plan, {r: LambdaWriter(session, r) for r in want.regions}, concurrency)
+
+
+def by_name(result: DeployResult) -> dict[str, dict[str, Any]]:
+    """The report's function entries of a one-region deploy, by function name."""
+    return {f["name"]: dict(f) for f in result.to_report()["functions"]}

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from awsfakes import FAST, REGION, FakeAws, artifacts, deploy, desired, plan_for
+from awsfakes import FAST, REGION, FakeAws, artifacts, by_name, deploy, desired, plan_for
 from go_arm_lambda import pipeline
 from go_arm_lambda.aws import make_session
 from go_arm_lambda.build import BuiltFunction
@@ -27,10 +27,6 @@ WRITES = r"/functions/[^/]+/(code|configuration|versions|aliases(/[^/]+)?)$"
 def run_plan(aws: FakeAws, plan: Plan) -> DeployResult:
     session = make_session(aws.url, timing=FAST)
     return execute(plan, {REGION: LambdaWriter(session, REGION)})
-
-
-def by_name(result: DeployResult) -> dict[str, dict]:
-    return {f["name"]: dict(f) for f in result.to_report()["functions"]}
 
 
 def sent_revisions(aws: FakeAws, name: str) -> list[tuple[str, str, str | None, int | None]]:

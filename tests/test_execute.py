@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from awsfakes import REGION, FakeArtifact, FakeAws, artifacts, deploy, desired, execute_plan, plan_for
+from awsfakes import REGION, FakeArtifact, FakeAws, artifacts, by_name, deploy, desired, execute_plan, plan_for
 from go_arm_lambda import pipeline
 from go_arm_lambda.aws import make_session
 from go_arm_lambda.config import Config
@@ -39,10 +39,6 @@ def layer_reads(aws: FakeAws) -> Counter[str]:
     """GetLayerVersion requests by layer version ARN (the ones the planner makes for a function's layers)."""
     return Counter(re.sub(r"^.*/layers/(.*)/versions/(\d+)$", r"\1:\2", unquote(r.path))
                    for r in aws.proxy.matching("GET", r"/layers/arn[^/]*/versions/\d+$"))
-
-
-def by_name(result: object) -> dict[str, dict]:
-    return {f["name"]: f for f in result.to_report()["functions"]}  # type: ignore[attr-defined]
 
 
 def test_first_deploy_migrates_go1x_x86_and_provided_al2(aws: FakeAws, tmp_path: Path) -> None:

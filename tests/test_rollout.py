@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from awsfakes import REGION, FakeAws, deploy, desired, plan_for
+from awsfakes import REGION, FakeAws, by_name, deploy, desired, plan_for
 from go_arm_lambda import cli, config, inputs, pipeline, render, report, rollout
 from go_arm_lambda.errors import UsageError
-from go_arm_lambda.execute import DeployResult, preview
+from go_arm_lambda.execute import preview
 from go_arm_lambda.rollout import describe_move
 from go_arm_lambda.steps import AliasState, DeployConfig
 from lambdainvoke import runnable_artifacts
@@ -63,10 +63,6 @@ def alias_writes(aws: FakeAws) -> list[tuple[str, str, dict[str, Any]]]:
             out.append((r.path.split("/")[3], body["FunctionVersion"],
                         (body.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}))
     return out
-
-
-def by_name(result: DeployResult) -> dict[str, dict[str, Any]]:
-    return {f["name"]: dict(f) for f in result.to_report()["functions"]}
 
 
 def traffic(spec: str) -> inputs.Traffic:
