@@ -362,10 +362,8 @@ def move_aliases(cfg: Config, command: str, job: progress.Job | None = None) -> 
         with job.stage("plan"):
             if command == "promote":
                 assert cfg.promote_from is not None, "config.load requires it for promote"
-                event = load_event(cfg.deployed_check_event) if cfg.check_deployed else None
                 the_plan = rollout.plan_promote(DeployConfig.of(cfg), cfg.functions, views,
-                                                from_alias=cfg.promote_from, event=event,
-                                                concurrency=cfg.concurrency)
+                                                from_alias=cfg.promote_from, concurrency=cfg.concurrency)
             else:
                 assert cfg.alias is not None, "config.load requires it for rollback"
                 the_plan = rollout.plan_rollback(cfg.functions, views, alias=cfg.alias, concurrency=cfg.concurrency)

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from go_arm_lambda import limits, package, rollout
-from go_arm_lambda.config import FunctionSpec, load_event, say
+from go_arm_lambda.config import FunctionSpec, say
 from go_arm_lambda.errors import UsageError, UserError, raise_problems
 from go_arm_lambda.lambda_api import LambdaView
 from go_arm_lambda.steps import (
@@ -103,7 +103,7 @@ def make_plan(desired: DesiredState, views: Mapping[str, LambdaView], *, concurr
     """Reads AWS, checks everything, and returns the steps; raises UsageError before anything is written."""
     _check_inputs(desired)
     rollout.check_alarms({region: views[region] for region in desired.regions}, desired.config.alarms)
-    check_event = load_event(desired.config.deployed_check_event) if desired.config.check_deployed else None
+    check_event = rollout.check_event(desired.config)
     # Each region reads through a bounded pool of its own: Lambda's quotas are per region, so one region's reads
     # queued ahead of another's would leave the other's quota unused. A region only schedules its reads and
     # waits for them, so regions get a thread each (it must not take a pool worker its own reads wait for).

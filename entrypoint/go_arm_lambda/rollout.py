@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from go_arm_lambda.aws import AwsTimeout
-from go_arm_lambda.config import FunctionSpec, say
+from go_arm_lambda.config import FunctionSpec, load_event, say
 from go_arm_lambda.errors import CheckFailed, RolledBack, UsageError, UserError, raise_problems
 from go_arm_lambda.lambda_api import LambdaView, LambdaWriter
 from go_arm_lambda.report import CheckReport, TrafficStep
@@ -82,6 +82,11 @@ def release_steps(config: DeployConfig, region: str, function: str, version: str
     return steps
 
 
+def check_event(config: DeployConfig) -> bytes | None:
+    """The event the deployed-version check sends, None with the check off: for deploy and promote alike."""
+    return load_event(config.deployed_check_event) if config.check_deployed else None
+
+
 def check_alarms(views: Mapping[str, LambdaView], alarms: Sequence[str]) -> None:
     """Every alarm exists in every region (a typo would otherwise watch nothing); UsageError before any write."""
     missing = [f"{name} ({region})" for region, view in views.items() if alarms
@@ -99,12 +104,13 @@ def describe_move(before: str | None, after: str, *, rollback: bool = False) -> 
 
 
 def plan_promote(config: DeployConfig, functions: Sequence[FunctionSpec], views: Mapping[str, LambdaView],
-                 *, from_alias: str, event: bytes | None, concurrency: int = 8) -> Plan:
+                 *, from_alias: str, concurrency: int = 8) -> Plan:
     """`go-arm-lambda promote`: each function's alias `config.alias` to the version `from_alias` has, with the
     check and traffic options of a deploy; UsageError, before any write, for whatever cannot be promoted."""
     to_alias = config.alias
     assert to_alias is not None, "config.load requires the alias to promote to"
     check_alarms(views, config.alarms)
+    event = check_event(config)
 
     def plan_one(spec: FunctionSpec, view: LambdaView) -> FunctionPlan:
         name, where = spec.short_name, f"in {view.region}"
