@@ -70,6 +70,8 @@ def test_inputs_ignored_outside_actions(tmp_path: Path) -> None:
     ({"concurrency": "0"}, "--concurrency=0 must be at least 1"),
     ({"rate_limit": "0"}, "--rate-limit='0' is not a positive number"),
     ({"rate_limit": "fast"}, "--rate-limit='fast' is not a positive number"),
+    ({"rate_limit": "0.000001"}, "--rate-limit=0.000001 is out of range. give 0.1 to 10,000 requests per second"),
+    ({"rate_limit": "9" * 400}, f"--rate-limit={'9' * 400} is out of range"),
     ({"smoke_timeout": "soon"}, "--smoke-timeout='soon' is not a number"),
     ({"s3_bucket": "My_Bucket"}, "S3 bucket name 'My_Bucket' is not valid"),
     ({"smoke_timeout": "inf"}, "--smoke-timeout='inf' is not a number"),

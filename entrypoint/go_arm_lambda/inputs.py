@@ -178,12 +178,21 @@ def seconds(raw: Any, where: str) -> float:
     return value
 
 
+# A rate below one request in ten seconds would stall a deploy for hours; one in the thousands is no limit at
+# all (Lambda's own is 15), and one of 400 digits would be infinity.
+MIN_RATE, MAX_RATE = 0.1, 10_000
+
+
 def per_second(raw: Any, where: str) -> float:
-    """A rate: a number of requests per second above 0."""
+    """A rate: a number of requests per second, from MIN_RATE to MAX_RATE."""
     text = scalar(raw, where)
     if not _DECIMAL.fullmatch(text) or float(text) <= 0:
         raise UsageError(f"{where}={raw!r} is not a positive number", "give requests per second, such as 15")
-    return float(text)
+    rate = float(text)
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise UsageError(f"{where}={text} is out of range", f"give {MIN_RATE:g} to {MAX_RATE:,} requests per second, "
+                         "such as 15")
+    return rate
 
 
 def text(raw: Any, where: str) -> str:
